@@ -1,0 +1,331 @@
+"""Tests of minillm.train: the from-scratch pieces against PyTorch, the loop, checkpoints (lesson 04)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minillm import MiniLLMError
+from minillm.model import GPT, GPTConfig
+from minillm.train import (AdamW, TrainConfig, TrainingDiverged, clip_grad_norm, cross_entropy, load_checkpoint,
+                           lr_at, save_checkpoint, train)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny_model(**kw) -> GPTConfig:
+    base = dict(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32)
+    base.update(kw)
+    return GPTConfig(**base)
+
+
+def tiny_train(**kw) -> TrainConfig:
+    base = dict(steps=6, batch_size=8, lr=3e-3, warmup_steps=2, eval_every=0, eval_batches=2, log_every=1,
+                device="cpu", dtype="float32")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """A token stream with structure to learn (a noisy counter mod 64) and a validation slice."""
+    rng = np.random.default_rng(0)
+    t = (np.arange(4000) + (rng.random(4000) < 0.1) * rng.integers(0, 64, 4000)) % 64
+    return t[:3500].astype(np.uint16), t[3500:].astype(np.uint16)
+
+
+# --- from-scratch pieces vs PyTorch ------------------------------------------------
+
+@pytest.mark.exercise("train.cross_entropy")
+def test_cross_entropy_hand_example():
+    # uniform over two classes: -log(1/2)
+    assert cross_entropy(torch.zeros(1, 2), torch.tensor([1])).item() == pytest.approx(math.log(2), abs=1e-7)
+
+
+@pytest.mark.exercise("train.cross_entropy")
+def test_cross_entropy_matches_pytorch_with_ignored_targets():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 50, generator=g) * 10  # large logits: needs the max trick
+    targets = torch.randint(0, 50, (3, 7), generator=g)
+    targets[0, :3] = -100
+    ours = cross_entropy(logits, targets)
+    ref = F.cross_entropy(logits.view(-1, 50), targets.view(-1), ignore_index=-100)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-6)
+    big = torch.tensor([[1000.0, 0.0]])  # exp(1000) overflows without the max trick
+    assert math.isfinite(cross_entropy(big, torch.tensor([1])).item())
+
+
+@pytest.mark.exercise("train.adamw")
+def test_adamw_matches_pytorch_over_many_steps():
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 3))
+    b = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 3))
+    b.load_state_dict(a.state_dict())
+
+    def groups(m):  # decay on matrices only, like make_optimizer
+        return [dict(params=[p for p in m.parameters() if p.dim() >= 2], weight_decay=0.1),
+                dict(params=[p for p in m.parameters() if p.dim() < 2], weight_decay=0.0)]
+
+    ours = AdamW(groups(a), lr=1e-2, betas=(0.9, 0.95), eps=1e-8)
+    ref = torch.optim.AdamW(groups(b), lr=1e-2, betas=(0.9, 0.95), eps=1e-8)
+    x = torch.randn(16, 5)
+    for step in range(20):
+        for m, opt in ((a, ours), (b, ref)):
+            opt.zero_grad()
+            m(x).pow(2).sum().backward()
+            for group in opt.param_groups:
+                group["lr"] = 1e-2 * (1 - step / 40)  # a schedule changes lr between steps
+            opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.exercise("train.clip_grad")
+def test_clip_grad_norm_hand_example():
+    p = torch.nn.Parameter(torch.zeros(2))
+    p.grad = torch.tensor([3.0, 4.0])
+    norm = clip_grad_norm([p], 1.0)
+    assert norm.item() == pytest.approx(5.0)
+    torch.testing.assert_close(p.grad, torch.tensor([0.6, 0.8]), atol=1e-6, rtol=0)
+
+
+@pytest.mark.exercise("train.clip_grad")
+@pytest.mark.parametrize("max_norm", [0.1, 1.0, 100.0])  # clipped, and not clipped
+def test_clip_grad_norm_matches_pytorch(max_norm):
+    g = torch.Generator().manual_seed(1)
+    ours = [torch.nn.Parameter(torch.zeros(s)) for s in [(3, 4), (7,), (2, 2, 2)]]
+    ref = [torch.nn.Parameter(torch.zeros(s)) for s in [(3, 4), (7,), (2, 2, 2)]]
+    for a, b in zip(ours, ref):
+        a.grad = torch.randn(a.shape, generator=g)
+        b.grad = a.grad.clone()
+    n1 = clip_grad_norm(ours, max_norm)
+    n2 = torch.nn.utils.clip_grad_norm_(ref, max_norm)
+    torch.testing.assert_close(n1, n2, atol=1e-6, rtol=1e-6)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-7, rtol=1e-6)
+
+
+def test_lr_schedule_hand_values():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)     # warmup: (step + 1) / warmup * lr
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.55)   # half way down the cosine: (1 + 0.1) / 2
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+    lrs = [lr_at(s, cfg) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # monotone decay after warmup
+
+
+# --- the loop ------------------------------------------------------------------------
+
+def test_training_lowers_the_loss_and_reports(data):
+    tr, va = data
+    r = train(tiny_model(), tiny_train(steps=30, lr=1e-2, eval_every=15), tr, va, log=None)
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"] - 0.5
+    assert r.final_val_loss < math.log(64)  # better than uniform over the vocabulary
+    assert r.tokens_seen == 30 * 8 * 16 and r.step == 30 and r.seconds > 0
+    assert [h["step"] for h in r.history if "val_loss" in h] == [15, 30]
+    assert all(h["tokens_per_s"] > 0 for h in r.history)
+
+
+@pytest.mark.exercise("train.adamw")
+def test_our_optimizer_trains_like_torchs(data):
+    tr, va = data
+    a = train(tiny_model(), tiny_train(optimizer="torch"), tr, log=None)
+    b = train(tiny_model(), tiny_train(optimizer="minillm"), tr, log=None)
+    la, lb = [h["train_loss"] for h in a.history], [h["train_loss"] for h in b.history]
+    np.testing.assert_allclose(la, lb, rtol=1e-5)
+
+
+def test_gradient_accumulation_gives_the_same_gradients_as_one_batch(data):
+    tr, _ = data
+    cfg = tiny_model()
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    x = torch.from_numpy(np.stack([tr[i:i + 16] for i in range(0, 80, 10)]).astype(np.int64))  # (8, 16)
+    y = torch.from_numpy(np.stack([tr[i + 1:i + 17] for i in range(0, 80, 10)]).astype(np.int64))
+    model(x, y)[1].backward()
+    full = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    for k in range(4):  # 4 micro-batches of 2, each loss divided by 4
+        (model(x[2 * k:2 * k + 2], y[2 * k:2 * k + 2])[1] / 4).backward()
+    for g, p in zip(full, model.parameters()):
+        torch.testing.assert_close(p.grad, g, atol=1e-6, rtol=1e-5)
+
+
+def test_loop_with_accumulation_matches_one_big_batch(data):
+    tr, _ = data
+    a = train(tiny_model(), tiny_train(steps=3, grad_accum=1), tr, log=None)
+    b = train(tiny_model(), tiny_train(steps=3, grad_accum=4), tr, log=None)
+    for (k, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        torch.testing.assert_close(pa, pb, atol=2e-5, rtol=1e-4, msg=k)
+
+
+def test_resume_is_bit_exact(tmp_path, data):
+    tr, va = data
+    mc = tiny_model(dropout=0.1)  # dropout draws random numbers: the RNG state must be restored
+    tc = tiny_train(steps=8, eval_every=4)
+    full = train(mc, tc, tr, va, log=None)
+    half = train(mc, tc, tr, va, out_dir=tmp_path, until_step=4, log=None)
+    assert half.step == 4 and load_checkpoint(tmp_path)["step"] == 4
+    rest = train(mc, tc, tr, va, out_dir=tmp_path, resume=True, log=None)
+    assert [h["train_loss"] for h in rest.history] == [h["train_loss"] for h in full.history]  # bit for bit
+    assert [h.get("val_loss") for h in rest.history] == [h.get("val_loss") for h in full.history]
+    for pa, pb in zip(full.model.state_dict().values(), rest.model.state_dict().values()):
+        assert torch.equal(pa, pb)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(s)["step"] for s in lines] == list(range(1, 9))
+
+
+def test_run_folder_holds_checkpoint_config_metrics_and_plot(tmp_path, data):
+    tr, va = data
+    r = train(tiny_model(), tiny_train(steps=4, eval_every=2), tr, va, out_dir=tmp_path,
+              bytes_per_token=2.0, floor_bits_per_byte=0.5, log=None)
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)  # no code is executed
+    assert set(ckpt) >= {"model", "config", "optimizer", "step", "rng", "data_position", "train_config"}
+    assert ckpt["config"] == dataclasses.asdict(tiny_model()) and ckpt["step"] == 4
+    assert ckpt["train_config"]["steps"] == 4
+    model = GPT(GPTConfig(**ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    x = torch.from_numpy(va[:16].astype(np.int64))[None]
+    torch.testing.assert_close(model.eval()(x)[0], r.model.eval()(x)[0])
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 4
+    recs = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert recs[-1]["val_bpb"] == pytest.approx(recs[-1]["val_loss"] / math.log(2) / 2.0)
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+    assert r.checkpoint == tmp_path / "ckpt.pt"
+
+
+def test_no_files_without_an_out_dir(tmp_path, data, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = train(tiny_model(), tiny_train(steps=2), data[0], log=None)
+    assert r.checkpoint is None and list(tmp_path.iterdir()) == []
+
+
+class NaNAfter(torch.nn.Module):
+    """A GPT whose loss turns NaN from forward call `n` on (a fault injected on purpose)."""
+
+    def __init__(self, cfg, n):
+        super().__init__()
+        self.gpt, self.n, self.calls = GPT(cfg), n, 0
+
+    def forward(self, idx, targets=None):
+        self.calls += 1
+        logits, loss = self.gpt(idx, targets)
+        return logits, (loss * float("nan") if self.calls >= self.n else loss)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data):
+    cfg = tiny_model()
+    model = NaNAfter(cfg, n=4)  # steps 1-3 are fine; step 4 gives NaN
+    with pytest.raises(TrainingDiverged, match="nan at step 3.*last good checkpoint"):
+        train(cfg, tiny_train(checkpoint_every=2), data[0], model=model, out_dir=tmp_path, log=None)
+    ckpt = load_checkpoint(tmp_path / "ckpt.pt")
+    assert ckpt["step"] == 2 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_bad_inputs_are_clear_errors(data):
+    tr, va = data
+    with pytest.raises(MiniLLMError, match="empty"):
+        train(tiny_model(), tiny_train(), np.zeros(0, np.uint16), log=None)
+    with pytest.raises(MiniLLMError, match="needs at least 17"):
+        train(tiny_model(), tiny_train(), tr[:10], log=None)  # context longer than the data
+    with pytest.raises(MiniLLMError, match="vocab_size"):
+        train(tiny_model(vocab_size=32), tiny_train(), tr, log=None)  # ids up to 63
+    with pytest.raises(MiniLLMError, match="divisible"):
+        train(tiny_model(), tiny_train(batch_size=6, grad_accum=4), tr, log=None)
+
+    class Tok:
+        vocab_size = 100
+
+    with pytest.raises(MiniLLMError, match="tokenizer has 100 ids"):
+        train(tiny_model(), tiny_train(), tr, tokenizer=Tok(), log=None)
+
+
+def test_resume_refuses_a_different_model(tmp_path, data):
+    train(tiny_model(), tiny_train(steps=2), data[0], out_dir=tmp_path, log=None)
+    with pytest.raises(MiniLLMError, match="different model config"):
+        train(tiny_model(n_embd=64), tiny_train(steps=4), data[0], out_dir=tmp_path, resume=True, log=None)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_mixed_precision_paths_run(data, dtype):
+    # bf16 autocast on CPU; fp16 goes through a gradient scaler
+    r = train(tiny_model(), tiny_train(steps=3, dtype=dtype), data[0], data[1], log=None)
+    assert all(math.isfinite(h["train_loss"]) for h in r.history) and math.isfinite(r.final_val_loss)
+
+
+# --- crash safety and multi-process ------------------------------------------------
+
+KILL_SCRIPT = r"""
+import sys, time, torch
+import minillm.train as t
+path = sys.argv[1]
+t.save_checkpoint(path, {"step": 1, "w": torch.ones(1000)})
+real_save = torch.save
+def slow_save(obj, f):
+    real_save(obj, f)          # the new file is complete on disk, but not yet renamed...
+    print("writing", flush=True)
+    time.sleep(60)             # ...when the parent kills us
+torch.save = slow_save
+t.save_checkpoint(path, {"step": 2, "w": torch.zeros(1000)})
+"""
+
+
+def test_sigkill_during_save_keeps_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    ckpt = load_checkpoint(path)
+    assert ckpt["step"] == 1 and torch.equal(ckpt["w"], torch.ones(1000))
+
+
+DDP_SCRIPT = r"""
+import sys, numpy as np, torch
+from minillm.train import train, TrainConfig
+from minillm.model import GPTConfig
+rng = np.random.default_rng(0)
+tokens = ((np.arange(3000) + (rng.random(3000) < 0.1) * 7) % 64).astype(np.uint16)
+mc = GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32)
+tc = TrainConfig(steps=4, batch_size=8, grad_accum=int(sys.argv[2]), lr=3e-3, warmup_steps=1, eval_every=0,
+                 log_every=1, device="cpu", dtype="float32")
+torch.set_num_threads(1)
+train(mc, tc, tokens, out_dir=sys.argv[1], log=None)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_equal_one_process(tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "1"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(script), str(tmp_path / "two"), "2"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = load_checkpoint(tmp_path / "one")
+    b = load_checkpoint(tmp_path / "two")
+    assert b["step"] == 4
+    json_two = json.loads((tmp_path / "two" / "config.json").read_text())
+    assert json_two["processes"] == 2
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], atol=1e-5, rtol=1e-4, msg=k)
