@@ -287,6 +287,20 @@ class GPT(nn.Module):
         return from_pretrained(name)
 
 
+def load_hf_gpt2_state_dict(model: GPT, hf_state_dict) -> GPT:
+    """Copy a Hugging Face GPT-2 state dict into `model` (see `minillm.interop`)."""
+    from minillm.interop import load_hf_gpt2_state_dict as load
+
+    return load(model, hf_state_dict)
+
+
+def load_hf_llama_state_dict(model: GPT, hf_state_dict) -> GPT:
+    """Copy a Hugging Face LLaMA state dict into `model` (see `minillm.interop`)."""
+    from minillm.interop import load_hf_llama_state_dict as load
+
+    return load(model, hf_state_dict)
+
+
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Pick one token per row from logits (B, V) -> (B,) long.

@@ -82,7 +82,7 @@ def test_padding_mask_shape_and_values():
 
 # --- reference attention ---------------------------------------------------------
 
-@pytest.mark.exercise("attention.sdpa")
+@pytest.mark.exercise("attention.sdpa", "attention.softmax")
 def test_sdpa_hand_example():
     # One query against two keys: scores [0, 2]/sqrt(2) -> weights softmax, out = weighted values.
     q = torch.tensor([[[1.0, 1.0]]], dtype=torch.float64)                # (1, 1, 2)
@@ -96,7 +96,7 @@ def test_sdpa_hand_example():
                                atol=1e-13, rtol=0)
 
 
-@pytest.mark.exercise("attention.sdpa")
+@pytest.mark.exercise("attention.sdpa", "attention.softmax")
 def test_sdpa_causal_first_query_sees_only_first_value():
     q, k, v = qkv(Tq=6, Tk=6)
     out, w = scaled_dot_product_attention(q, k, v, is_causal=True, return_weights=True)
