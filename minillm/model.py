@@ -378,6 +378,7 @@ def run(args: argparse.Namespace) -> int:
 
         tok = Tokenizer.load(tok_path)
         encode, decode = tok.encode, tok.decode
+        stop = [tok.eot_id] if tok.eot_id is not None else []
     else:
         try:
             import tiktoken
@@ -386,11 +387,12 @@ def run(args: argparse.Namespace) -> int:
         model = GPT.from_pretrained(args.checkpoint).to(device)
         enc = tiktoken.get_encoding("gpt2")
         encode, decode = enc.encode, enc.decode
+        stop = [enc.eot_token]
     ids = encode(args.prompt)
     if not ids:
         raise MiniLLMError("the prompt is empty after tokenization")
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     out = model.generate(idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                         top_p=args.top_p, seed=args.seed)
+                         top_p=args.top_p, seed=args.seed, stop_tokens=stop)
     print(decode(out[0].tolist()))
     return 0

@@ -442,3 +442,31 @@ def test_from_pretrained_really_offline_in_a_fresh_process(tmp_path):
     code = "from minillm.model import GPT\nGPT.from_pretrained('gpt2')"
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "MiniLLMError" in r.stderr and "offline" in r.stderr
+
+
+# --- the `minillm generate` command ---------------------------------------------------
+
+def test_cli_generate_from_checkpoint(tmp_path, capsys):
+    from minillm.cli import main
+    from minillm.tokenizer import Tokenizer
+
+    tok = Tokenizer.train("the cat sat on the mat. the dog sat on the log. " * 20, vocab_size=280)
+    torch.manual_seed(8)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16))
+    torch.save({"model": model.state_dict(), "config": dataclasses.asdict(model.config)}, tmp_path / "model.pt")
+    tok.save(tmp_path / "tokenizer.json")
+    argv = ["generate", "--checkpoint", str(tmp_path / "model.pt"), "--prompt", "the cat",
+            "--max-new-tokens", "12", "--temperature", "0", "--device", "cpu"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out.rstrip("\n")
+    # greedy output == our own generate call, decoded
+    ids = torch.tensor([tok.encode("the cat")])
+    expected = tok.decode(model.generate(ids, 12, temperature=0, stop_tokens=[tok.eot_id])[0].tolist())
+    assert text == expected and text.startswith("the cat")
+
+
+def test_cli_generate_missing_checkpoint_is_one_line_error(tmp_path, capsys):
+    from minillm.cli import main
+
+    assert main(["generate", "--checkpoint", str(tmp_path / "nope.pt")]) == 2
+    assert "not found" in capsys.readouterr().err
