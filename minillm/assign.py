@@ -37,7 +37,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -201,7 +200,7 @@ def find_regions(root: str | os.PathLike | None = None, files: list[str] | None 
         if not (is_py or rel.endswith(".ipynb")):
             continue
         text = (root / rel).read_text(encoding="utf-8", errors="replace")
-        if "### BEGIN" not in text:
+        if "### BEGIN" not in text and "### END" not in text:
             continue
         lesson = lesson_of(rel, table)
         if is_py:
@@ -223,6 +222,22 @@ def _load_notebook(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MiniLLMError(f"{path}: not a readable notebook ({e})") from e
+
+
+def marked_exercises(path: str | os.PathLike) -> set[str]:
+    """The exercise names a test file marks: every `<...>mark.exercise("a", "b", ...)` call
+    (decorators, `pytestmark`, `pytest.param(marks=...)`), read with `ast`, not run."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        f = node.func if isinstance(node, ast.Call) else None
+        if isinstance(f, ast.Attribute) and f.attr == "exercise" and isinstance(f.value, ast.Attribute) \
+                and f.value.attr == "mark":
+            names |= {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
+    return names
 
 
 def parse_lessons(text: str | None) -> list[str] | None:
@@ -392,6 +407,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from minillm import grading
 
     grading.add_grade_arguments(sub.add_parser("grade", help="grade a submission with the instructor's tests"))
+    grading.add_check_arguments(sub.add_parser("check", help="prove that the tests grade: the solution passes, "
+                                               "each stub fails exactly its exercise's tests"))
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -419,4 +436,4 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from minillm import grading
 
-    return grading.run_grade(args)
+    return grading.run_check(args) if args.action == "check" else grading.run_grade(args)

@@ -336,15 +336,9 @@ def _outcomes(events: list[dict], limits: Limits) -> dict[str, Outcome]:
 # ---------------------------------------------------------------------------------
 
 def test_files_for(root: Path, names: set[str]) -> list[str]:
-    """Test files (relative) that mark a test with one of the exercise `names`."""
-    found = []
-    for p in sorted((root / "tests").rglob("test*.py")):
-        text = p.read_text(encoding="utf-8", errors="replace")
-        marked = {name for args in re.findall(r"mark\.exercise\(([^)]*)\)", text)
-                  for name in re.findall(r"""["']([^"']+)["']""", args)}
-        if marked & names:
-            found.append(p.relative_to(root).as_posix())
-    return found
+    """Test files (relative; those the repository lists) that mark one of the exercises `names`."""
+    return [f for f in assign.list_files(root) if re.fullmatch(r"tests/(.*/)?test[^/]*\.py", f)
+            and assign.marked_exercises(root / f) & names]
 
 
 def submission_package(submission: Path) -> tuple[Path, bool]:
@@ -388,6 +382,67 @@ def overlay(submission: Path, dest: Path) -> list[str]:
     return taken
 
 
+_COLLECTED: dict[tuple, list[dict]] = {}
+
+
+def _collect(ws: Path, root: Path, files: list[str], names: set[str], limits: Limits) -> list[dict]:
+    """The tests of `files` with their markers, collected on the instructor's code with
+    `names` removed (cached while the instructor's package and tests are unchanged)."""
+    if not files:
+        return []
+    stamp = max((p.stat().st_mtime_ns for d in ("tests", assign.PACKAGE) for p in (root / d).rglob("*.py")),
+                default=0)
+    key = (str(root), tuple(files), tuple(sorted(names)), stamp)
+    if key not in _COLLECTED:
+        _COLLECTED[key] = run_pytest(ws, files, None, limits, collect_only=True)[1]
+    return _COLLECTED[key]
+
+
+def lesson_test_files(root: Path, lesson: str) -> list[str]:
+    """The test files of a lesson: those marking its exercises, and the README's lesson map row."""
+    names = {r.name for r in assign.find_regions(root) if r.lesson == lesson}
+    files = set(test_files_for(root, names))
+    readme = root / "README.md"
+    for line in readme.read_text(encoding="utf-8").splitlines() if readme.is_file() else []:
+        if re.match(rf"\|\s*{lesson}\s*\|", line):
+            files |= {f for f in re.findall(r"tests/[\w/]+\.py", line) if f in assign.list_files(root)}
+    return sorted(files)
+
+
+def check_exercises(root: str | os.PathLike | None = None, names: list[str] | None = None,
+                    limits: Limits | None = None) -> dict[str, dict[str, list[str]]]:
+    """Prove that the tests grade: for the solution and for each exercise `names` (default:
+    all) removed alone, run every non-slow test of its lesson's test files.
+
+    Returns {"<solution>": {"failed": [...]}, name: {"unmarked_failed": [...],
+    "marked_passed": [...]}}; every list is empty when the exercises are sound.
+    """
+    root = Path(root).resolve() if root is not None else assign.repo_root()
+    limits = limits or Limits()
+    limits = Limits(**{**limits.__dict__, "extra": [*limits.extra, "-m", "not slow"]})
+    regions = {r.name: r for r in assign.find_regions(root)}
+    names = list(regions) if names is None else names
+    report: dict[str, dict[str, list[str]]] = {}
+    with tempfile.TemporaryDirectory(prefix="minillm-check-") as tmp:
+        for lesson in sorted({regions[n].lesson for n in names}):
+            files = lesson_test_files(root, lesson)
+            ws = Path(tmp) / f"solution{lesson}"
+            assign.make_student(ws, exercises=[], root=root)
+            outcomes, _, _ = run_pytest(ws, files, None, limits)
+            report[f"<solution of lesson {lesson}>"] = {"failed": sorted(n for n, o in outcomes.items() if not o.passed)}
+            for name in [n for n in names if regions[n].lesson == lesson]:
+                ws = Path(tmp) / name
+                assign.make_student(ws, exercises=[name], root=root)
+                outcomes, collected, _ = run_pytest(ws, files, None, limits)
+                failed = {n for n, o in outcomes.items() if not o.passed}
+                marked = {t["nodeid"] for t in collected if name in t["exercises"]}
+                report[name] = {"unmarked_failed": sorted(failed - marked), "marked_passed": sorted(marked - failed)}
+                if not marked:
+                    report[name]["marked_passed"] = ["(no test is marked with this exercise)"]
+                shutil.rmtree(ws, ignore_errors=True)
+    return report
+
+
 def split_points(points: int, n: int) -> list[float]:
     """`points` split over `n` tests in hundredths: split_points(2, 3) -> [0.67, 0.67, 0.66]."""
     if n == 0:
@@ -427,8 +482,7 @@ def grade(submission: str | os.PathLike, lessons: list[str] | None = None, exerc
     with tempfile.TemporaryDirectory(prefix="minillm-ws-") as tmp:
         ws = Path(tmp) / "ws"
         assign.make_student(ws, exercises=sorted(names), root=root)
-        _, collected, _ = run_pytest(ws, files, None, limits, collect_only=True) if files else ({}, [], "")
-        graded = [t for t in collected if names & set(t["exercises"])]
+        graded = [t for t in _collect(ws, root, files, names, limits) if names & set(t["exercises"])]
         overlay(submission, ws)
         outcomes, _, notes = run_pytest(ws, files, [t["nodeid"] for t in graded], limits) if graded else ({}, [], "")
     tests = []
@@ -490,6 +544,31 @@ def add_grade_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--total-timeout", type=float, default=Limits.total, help="seconds for the whole run")
     p.add_argument("--visibility", choices=VISIBILITY, default="visible", help="Gradescope visibility of "
                    "tests without their own (`@pytest.mark.exercise(name, visibility=...)`)")
+
+
+def add_check_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lessons", default=None, help="lessons whose exercises to check (default: all)")
+    p.add_argument("--exercises", default=None, help="exercises to check, by name")
+    p.add_argument("--root", default=None, help="the checkout to check (default: this one)")
+    p.add_argument("--timeout", type=float, default=Limits.timeout, help="seconds per test")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    regions = assign.find_regions(args.root)
+    lessons = assign.parse_lessons(args.lessons)
+    exercises = [n for n in (args.exercises or "").replace(" ", "").split(",") if n] or None
+    chosen = assign.select(regions, lessons or (None if exercises else ["all"]), exercises)
+    report = check_exercises(args.root, [r.name for r in chosen], Limits(timeout=args.timeout))
+    bad = 0
+    for name, problems in report.items():
+        issues = [f"{k.replace('_', ' ')}: {n}" for k, v in problems.items() for n in v]
+        bad += bool(issues)
+        print(f"{'ok  ' if not issues else 'FAIL'} {name}")
+        for line in issues:
+            print(f"       {line}")
+    print("every exercise grades" if not bad else f"{bad} problems: a test that passes on a stub, or a "
+          "failing test without the exercise's marker (see lessons/README.md)")
+    return 1 if bad else 0
 
 
 def run_grade(args: argparse.Namespace) -> int:
