@@ -109,7 +109,8 @@ def pytest_runtest_logreport(report):
         text = str(report.longrepr)
     elif report.skipped:
         lr = report.longrepr
-        text = "skipped: " + (lr[2] if isinstance(lr, tuple) and len(lr) == 3 else str(lr))
+        reason = lr[2] if isinstance(lr, tuple) and len(lr) == 3 else str(lr)
+        text = "skipped: " + (reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason)
         if hasattr(report, "wasxfail"):
             text = "xfail: " + str(report.wasxfail)
     captured = "".join("--- %s ---\n%s\n" % (n, c) for n, c in report.sections)

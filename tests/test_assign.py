@@ -394,6 +394,45 @@ def test_loose_module_files_are_graded_on_top_of_the_stubs(tmp_path):
     assert results["score"] == 5
 
 
+def toy_course(root: Path) -> Path:
+    """A tiny repository (no numpy, fast to grade) with two exercises and their tests."""
+    write(root / "pyproject.toml", '[tool.pytest.ini_options]\naddopts = "-m \'not slow\'"\n'
+                                   'markers = ["slow: slow", "exercise(name): graded"]\n')
+    write(root / "minillm/__init__.py", "")
+    write(root / "minillm/toy.py", MODULE)
+    write(root / "tests/test_toy.py", (
+        "import pytest\nfrom minillm import toy\n\n"
+        "@pytest.mark.exercise('toy.add')\ndef test_add():\n    assert toy.add(1, 2) == 3\n\n"
+        "@pytest.mark.exercise('toy.add', visibility='hidden')\n@pytest.mark.parametrize('a', [0, 5])\n"
+        "def test_add_zero(a):\n    assert toy.add(a, 0) == a\n\n"
+        "@pytest.mark.exercise('toy.double')\n@pytest.mark.slow\n"
+        "def test_double():\n    assert toy.Box().double(4) == 8\n\n"
+        "def test_unmarked():\n    assert toy.Box().untouched() == 7\n"))
+    return root
+
+
+def test_points_visibility_and_skips_on_a_toy_course(tmp_path):
+    course = toy_course(tmp_path / "course")
+    sub = tmp_path / "sub"
+    assign.make_student(sub, ["all"], root=course)
+    # toy.add solved; toy.double "solved" by skipping its test, which earns nothing
+    toy = (sub / "minillm/toy.py").read_text()
+    toy = toy.replace('raise NotImplementedError("return', 'return a + b  # ("return', 1)
+    toy = toy.replace('raise NotImplementedError("exercise toy.double', 'import pytest; pytest.skip("later")  # ("', 1)
+    (sub / "minillm/toy.py").write_text(toy)
+    results = grading.grade(sub, tests_from=course, limits=FAST, visibility="after_due_date")
+    check_gradescope(results)
+    tests = {t["name"]: t for t in results["tests"]}
+    assert {n: (t["score"], t["max_score"], t["visibility"]) for n, t in tests.items()} == {
+        "toy.add: tests/test_toy.py::test_add": (0.67, 0.67, "after_due_date"),
+        "toy.add: tests/test_toy.py::test_add_zero[0]": (0.67, 0.67, "hidden"),
+        "toy.add: tests/test_toy.py::test_add_zero[5]": (0.66, 0.66, "hidden"),
+        "toy.double: tests/test_toy.py::test_double": (0.0, 1.0, "after_due_date"),  # slow tests grade too
+    }
+    assert "skipped: later" in tests["toy.double: tests/test_toy.py::test_double"]["output"]
+    assert results["score"] == 2 and results["extra_data"]["max_score"] == 3
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", sorted({r.lesson for r in REGIONS if not r.stubbed}))
 def test_each_exercise_fails_exactly_its_marked_tests(lesson):
