@@ -515,6 +515,48 @@ class Tokenizer:
 
 
 # ---------------------------------------------------------------------------------
+# What the lesson plots: compression against vocabulary size
+# ---------------------------------------------------------------------------------
+
+def bytes_per_token(tok: Tokenizer, text: str) -> float:
+    """Compression: UTF-8 bytes of `text` per token (special strings as plain text)."""
+    return len(text.encode("utf-8", "surrogatepass")) / max(1, len(tok.encode(text, disallowed_special=())))
+
+
+def compression_curve(train_text: str, vocab_sizes: Iterable[int], test_text: str | None = None,
+                      pattern: str = "gpt4") -> dict[int, float]:
+    """Bytes per token of `test_text` (default: the training text) at each vocab size.
+
+    Trains once, to the largest size: BPE is greedy, so the tokenizer with the
+    first k merges *is* the one trained to 256 + k ids.
+    """
+    sizes = sorted(set(vocab_sizes))
+    if not sizes or sizes[0] < 256:
+        raise MiniLLMError(f"vocab sizes must be >= 256, got {sizes}")
+    big = Tokenizer.train(train_text, sizes[-1], pattern, special_tokens=())
+    pairs = list(big.merges)
+    test_text = train_text if test_text is None else test_text
+    return {v: bytes_per_token(Tokenizer.from_merges(pairs[:v - 256], big.pattern, ()), test_text) for v in sizes}
+
+
+def plot_compression(curves: dict[str, dict[int, float]]):
+    """One line per named curve from `compression_curve`; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, curve in curves.items():
+        ax.plot(list(curve), list(curve.values()), marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("vocabulary size (ids)")
+    ax.set_ylabel("bytes per token (higher = shorter sequences)")
+    ax.set_title("Compression against vocabulary size")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------
 # Command line: minillm tokenizer train|encode|decode
 # ---------------------------------------------------------------------------------
 
@@ -559,7 +601,10 @@ def run(args: argparse.Namespace) -> int:
     tok = Tokenizer.load(args.tokenizer)
     data = args.text if args.text is not None else sys.stdin.read()
     if args.action == "encode":
-        ids = tok.encode(data, allowed_special="all" if args.allow_special else "none")
+        try:
+            ids = tok.encode(data, allowed_special="all" if args.allow_special else "none")
+        except SpecialTokenError as e:
+            raise MiniLLMError(f"{str(e).split(';')[0]}; add --allow-special to encode it as a special token")
         print(" ".join(map(str, ids)))
     else:
         try:

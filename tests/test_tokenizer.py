@@ -434,4 +434,27 @@ def test_cli_train_encode_decode(tmp_path, capsys):
     assert main(["tokenizer", "decode", "--tokenizer", str(out), " ".join(ids)]) == 0
     assert capsys.readouterr().out.rstrip("\n") == "Once upon a time"
     assert main(["tokenizer", "encode", "--tokenizer", str(out), "a <|endoftext|>"]) == 2  # clear error
-    assert "allowed_special" in capsys.readouterr().err
+    assert "--allow-special" in capsys.readouterr().err
+
+
+# --- compression (what the lesson plots) --------------------------------------------------
+
+def test_fewer_merges_is_a_prefix_of_more_merges():
+    # BPE is greedy: training to 256 + k ids gives the first k merges of a longer run
+    text = world.load_split("val")[:20_000]
+    big = list(Tokenizer.train(text, 256 + 150, special_tokens=()).merges)
+    for k in (1, 17, 90):
+        assert list(Tokenizer.train(text, 256 + k, special_tokens=()).merges) == big[:k]
+
+
+def test_compression_grows_with_vocab_on_training_text():
+    from minillm.tokenizer import bytes_per_token, compression_curve
+
+    text = world.load_split("val")[:20_000]
+    curve = compression_curve(text, [256, 260, 300, 400])
+    assert curve[256] == 1.0  # ASCII text, bytes only: one token per byte
+    values = [curve[v] for v in sorted(curve)]
+    # on its training text every merge removes >= 1 token, so bytes/token strictly grows
+    assert all(a < b for a, b in zip(values, values[1:]))
+    tok = Tokenizer.train(text, 400, special_tokens=())
+    assert curve[400] == pytest.approx(bytes_per_token(tok, text), rel=1e-12)
