@@ -333,7 +333,8 @@ def make_student(out: str | os.PathLike, lessons: list[str] | None = None, exerc
     for r in chosen:
         by_file.setdefault(r.path, []).append(r)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # same file system: rename works
     try:
         for rel in files:
             src, dst = root / rel, tmp / rel
@@ -359,7 +360,6 @@ def make_student(out: str | os.PathLike, lessons: list[str] | None = None, exerc
         check_no_solutions(tmp, chosen)
         if out.exists():
             out.rmdir()
-        out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, out)
     finally:
         if tmp.exists():

@@ -260,9 +260,10 @@ def run_pytest(workspace: Path, files: list[str], nodeids: list[str] | None, lim
                 if killed:
                     _kill(proc)
                     break
+            code = proc.returncode
+            _kill(proc)  # what the tests started and left behind
             ev.poll()
             ev.f.close()
-            code = proc.returncode
             new = _outcomes(ev.events, limits)
             if collected is None:
                 collected = next((e["tests"] for e in ev.events if e.get("event") == "collected"), None)
@@ -469,6 +470,7 @@ def grade(submission: str | os.PathLike, lessons: list[str] | None = None, exerc
     t_start = time.monotonic()
     limits = limits or Limits()
     submission = Path(submission).resolve()
+    submission_package(submission)  # a clear error before any work
     root = Path(tests_from).resolve() if tests_from else assign.repo_root()
     if not (root / "tests").is_dir():
         raise MiniLLMError(f"{root} has no tests/ folder; pass --tests-from with the instructor's checkout")
