@@ -158,6 +158,18 @@ def test_fast_trainer_equals_reference(name, pattern):
     assert fast.special_tokens == ref.special_tokens
 
 
+@pytest.mark.exercise("tokenizer.train_reference")
+@pytest.mark.exercise("tokenizer.pair_counts")
+@pytest.mark.exercise("tokenizer.merge")
+@settings(max_examples=60, deadline=None)
+@given(st.text(st.sampled_from(list("aab  bc\n.é😀1")), max_size=80), st.integers(0, 30),
+       st.sampled_from(["gpt4", "gpt2"]))
+def test_fast_trainer_equals_reference_on_random_text(text, n_merges, pattern):
+    ref = train_bpe_reference(text, 256 + n_merges, pattern, special_tokens=())
+    fast = Tokenizer.train(text, 256 + n_merges, pattern, special_tokens=())
+    assert list(fast.merges.items()) == list(ref.merges.items())
+
+
 @pytest.mark.exercise("tokenizer.encode_reference")
 @pytest.mark.exercise("tokenizer.merge")
 def test_fast_encode_equals_reference(tok4):
@@ -208,6 +220,14 @@ def test_identical_ids_to_tiktoken(which, request):
     both = "a<|endoftext|>b" + ("<|pad|>" if "<|pad|>" in tok.special_tokens else "")
     assert tok.encode(both, allowed_special="all") == enc.encode(both, allowed_special="all")
     assert tok.encode(both, disallowed_special=()) == enc.encode(both, disallowed_special=())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=120) | st.text(st.characters(), max_size=60))
+def test_identical_ids_to_tiktoken_on_arbitrary_text(tok4, text):
+    pytest.importorskip("tiktoken")
+    enc = tok4.to_tiktoken()
+    assert tok4.encode(text, disallowed_special=()) == enc.encode(text, disallowed_special=())
 
 
 def test_lone_surrogates_like_tiktoken(tok4):
