@@ -333,6 +333,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, default=None, help="sliding-window stride (default: context / 2)")
     parser.add_argument("--shots", type=int, default=2, help="solved examples before each multiple-choice question")
     parser.add_argument("--mc-items", type=int, default=300, help="TinyWorld multiple-choice items to use (0: skip)")
+    parser.add_argument("--max-chars", type=int, default=0, help="score only the first N characters (cut at a "
+                        "line end; 0: all)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
 
 
@@ -360,12 +362,15 @@ def run(args: argparse.Namespace) -> int:
 
     model, tok = load_run(args.checkpoint, args.device)
     text = load_corpus(args.text, "val")
+    if args.max_chars > 0 and len(text) > args.max_chars:
+        text = text[:text.rfind("\n", 0, args.max_chars) + 1 or args.max_chars]
     s = score_text(model, tok, text, stride=args.stride)
     print(s)
     if args.text == "tinyworld":
         import json
 
-        floor = json.loads((world.default_data_dir() / "floor.json").read_text())["val"]["bits_per_byte"]
+        stories = [world.story_from_text(line) for line in text.splitlines()]
+        floor = world.entropy_floor(stories).bits_per_byte  # of exactly the scored stories
         print(f"vs TinyWorld's entropy floor {floor:.4f}: {floor_gap(s.bits_per_byte, floor)}")
     if args.mc_items > 0:
         items = world.load_jsonl("mc_val")[:args.mc_items]

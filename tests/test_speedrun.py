@@ -1,0 +1,72 @@
+"""The main job end to end: `minillm speedrun --fast` (TinyWorld -> tokenizer -> GPT -> evaluation -> report)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+
+import pytest
+import torch
+
+from minillm import world
+from minillm.cli import main
+
+
+@pytest.fixture(scope="module")
+def fast_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("speedrun")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["speedrun", "--fast", "--out", str(out)]) == 0
+    return out, json.loads((out / "speedrun.json").read_text()), printed.getvalue()
+
+
+def test_report_has_the_table_plot_and_samples(fast_run):
+    out, m, _ = fast_run
+    report = (out / "report.md").read_text()
+    for row in ("parameters", "training tokens", "tokens/s", "validation bits/byte", "entropy floor",
+                "1-shot multiple choice", "## Samples"):
+        assert row in report, row
+    assert "![loss curves" in report and (out / "loss.png").stat().st_size > 1000
+    assert f"{m['val_bits_per_byte']:.4f}" in report
+
+
+def test_metrics_are_consistent(fast_run):
+    out, m, _ = fast_run
+    train = m["train"]
+    assert m["tokens"] == train["steps"] * train["batch_size"] * m["model"]["block_size"]
+    # Nothing beats the generator: bits per byte stays above the floor of the same stories
+    # (a fast run is far above it), and the floor is TinyWorld's (about 0.17).
+    assert m["val_bits_per_byte"] > m["floor_bits_per_byte"]
+    assert m["ratio_to_floor"] == pytest.approx(m["val_bits_per_byte"] / m["floor_bits_per_byte"])
+    assert 0.15 < m["floor_bits_per_byte"] < 0.19
+    assert m["val_perplexity"] == pytest.approx(math.exp(m["val_loss"]))
+    lo, hi = m["mc_ci95"]
+    assert 0 <= lo <= m["mc_accuracy"] <= hi <= 1
+    assert m["contamination"]["exact_duplicates"] == 0
+
+
+def test_run_folder_works_with_generate_and_evaluate(fast_run, capsys):
+    out, m, _ = fast_run
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    assert ckpt["step"] == m["train"]["steps"] and (out / "tokenizer.json").exists()
+    assert main(["evaluate", str(out), "--mc-items", "4", "--shots", "0", "--max-chars", "5000"]) == 0
+    printed = capsys.readouterr().out
+    assert "bits/byte" in printed and "entropy floor" in printed and "0-shot accuracy" in printed
+
+
+def test_speedrun_prints_the_floor_first(fast_run):
+    _, _, printed = fast_run
+    floor = json.loads((world.default_data_dir() / "floor.json").read_text())["val"]["bits_per_byte"]
+    line = f"validation entropy floor: {floor:.4f} bits/byte"
+    assert line in printed and printed.index(line) < printed.index("training")
+
+
+def test_append_section(tmp_path):
+    from minillm.speedrun import append_section
+
+    append_section(tmp_path, "Fine-tuning", "accuracy 0.9")
+    text = (tmp_path / "report.md").read_text()
+    assert text.startswith("# minillm speedrun") and "## Fine-tuning\n\naccuracy 0.9\n" in text
