@@ -307,3 +307,32 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
         y = self.resid_dropout(self.c_proj(y))
         return (y, weights) if return_weights else y
+
+
+# ---------------------------------------------------------------------------
+# Pictures for the notebook.
+# ---------------------------------------------------------------------------
+
+
+def plot_attention(weights: torch.Tensor, tokens: list[str] | None = None, title: str = "attention"):
+    """Heatmap(s) of attention weights (Tq, Tk) or (nh, Tq, Tk); returns the figure.
+
+    Rows are queries (who looks), columns keys (who is looked at).
+    """
+    import matplotlib.pyplot as plt
+
+    w = weights.detach().float().cpu()
+    w = w[None] if w.dim() == 2 else w  # (nh, Tq, Tk)
+    n = w.size(0)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
+    for h, ax in enumerate(axes[0]):
+        ax.imshow(w[h].numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+        ax.set_title(f"{title} head {h}" if n > 1 else title, fontsize=9)
+        ax.set_xlabel("key position")
+        ax.set_ylabel("query position")
+        if tokens is not None and len(tokens) == w.size(-1):
+            ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
+            if w.size(-2) == len(tokens):
+                ax.set_yticks(range(len(tokens)), tokens, fontsize=7)
+    fig.tight_layout()
+    return fig

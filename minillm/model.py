@@ -287,6 +287,29 @@ class GPT(nn.Module):
         return from_pretrained(name)
 
 
+def parameter_breakdown(config: GPTConfig) -> dict[str, int]:
+    """Parameters by kind, from the config alone (no model is built): a closed form.
+
+    Keys: embeddings (token + position), attention, mlp, norms, head (0 when tied).
+    Sums to `GPT(config).num_parameters()` (test).
+
+    >>> parameter_breakdown(GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768))["mlp"]
+    56669184
+    """
+    c, b = config, int(config.bias)
+    C, H, L = c.n_embd, c.mlp_hidden_size, c.n_layer
+    qkv = (c.n_head + 2 * c.kv_heads) * c.head_size  # width of the fused q/k/v projection
+    norm = C + b * C if c.style == "gpt2" else C  # LayerNorm scale (+ shift); RMSNorm scale only
+    mlp = (C * H + b * H + H * C + b * C) if c.style == "gpt2" else (3 * C * H + b * (2 * H + C))
+    return {
+        "embeddings": c.vocab_size * C + (c.block_size * C if c.style == "gpt2" else 0),
+        "attention": L * (C * qkv + b * qkv + C * C + b * C),
+        "mlp": L * mlp,
+        "norms": (2 * L + 1) * norm,
+        "head": 0 if c.tie_embeddings else c.vocab_size * C,
+    }
+
+
 def load_hf_gpt2_state_dict(model: GPT, hf_state_dict) -> GPT:
     """Copy a Hugging Face GPT-2 state dict into `model` (see `minillm.interop`)."""
     from minillm.interop import load_hf_gpt2_state_dict as load

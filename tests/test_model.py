@@ -470,3 +470,17 @@ def test_cli_generate_missing_checkpoint_is_one_line_error(tmp_path, capsys):
 
     assert main(["generate", "--checkpoint", str(tmp_path / "nope.pt")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cfg", [tiny("gpt2"), tiny("llama", n_kv_head=2), tiny("gpt2", bias=False, tie_embeddings=False)])
+def test_parameter_breakdown_matches_the_modules(cfg):
+    from minillm.model import parameter_breakdown
+
+    model = GPT(cfg)
+    groups = {"embeddings": 0, "attention": 0, "mlp": 0, "norms": 0, "head": 0}
+    for name, p in model.named_parameters():  # tied head is listed once, under wte
+        kind = ("embeddings" if ".wte." in name or ".wpe." in name else "attention" if ".attn." in name
+                else "mlp" if ".mlp." in name else "head" if name.startswith("lm_head") else "norms")
+        groups[kind] += p.numel()
+    assert parameter_breakdown(cfg) == groups
+    assert sum(groups.values()) == model.num_parameters() == closed_form_count(cfg)
