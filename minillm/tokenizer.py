@@ -75,6 +75,20 @@ def split_on_special(text: str, special_tokens: Iterable[str]) -> list[str]:
     return pat.split(text) if pat else [text]
 
 
+def _fix_surrogates(text: str) -> str:
+    """Lone surrogates cannot be UTF-8 encoded: turn them into U+FFFD (as tiktoken does)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def utf8_safe(text: str) -> str:
+    """`text`, with lone surrogates (not encodable as UTF-8) replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _fix_surrogates(text)
+    return text
+
+
 def pretokenize(text: str, pattern: str = "gpt4", special_tokens: Iterable[str] = ()) -> list[str]:
     """The regex split: BPE never merges across these pieces.
 
@@ -82,7 +96,7 @@ def pretokenize(text: str, pattern: str = "gpt4", special_tokens: Iterable[str] 
     ['Hello', ' world', "'s", ' ', '123', '4', '!!']
     """
     find = regex.compile(resolve_pattern(pattern)).findall
-    return [piece for part in split_on_special(text, special_tokens) for piece in find(part)]
+    return [piece for part in split_on_special(utf8_safe(text), special_tokens) for piece in find(part)]
 
 
 # ---------------------------------------------------------------------------------
@@ -137,7 +151,7 @@ def train_bpe_reference(text: str, vocab_size: int, pattern: str = "gpt4",
     """
     special_tokens = list(special_tokens)
     n_merges = vocab_size - 256 - len(special_tokens)
-    chunks = [list(p.encode("utf-8", "surrogatepass")) for p in pretokenize(text, pattern, special_tokens)]
+    chunks = [list(p.encode("utf-8")) for p in pretokenize(text, pattern, special_tokens)]
     vocab = {i: bytes([i]) for i in range(256)}
     merges: list[tuple[int, int]] = []
     ### BEGIN SOLUTION name=tokenizer.train_reference points=3
@@ -182,11 +196,6 @@ def encode_reference(text: str, merges: dict[tuple[int, int], int], pattern: str
 # ---------------------------------------------------------------------------------
 # The tokenizer the rest of minillm uses
 # ---------------------------------------------------------------------------------
-
-def _fix_surrogates(text: str) -> str:
-    """Lone surrogates cannot be UTF-8 encoded: turn them into U+FFFD (as tiktoken does)."""
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-
 
 def _printable(b: bytes) -> str:
     return b.decode("utf-8", "backslashreplace")
@@ -520,7 +529,7 @@ class Tokenizer:
 
 def bytes_per_token(tok: Tokenizer, text: str) -> float:
     """Compression: UTF-8 bytes of `text` per token (special strings as plain text)."""
-    return len(text.encode("utf-8", "surrogatepass")) / max(1, len(tok.encode(text, disallowed_special=())))
+    return len(utf8_safe(text).encode("utf-8")) / max(1, len(tok.encode(text, disallowed_special=())))
 
 
 def compression_curve(train_text: str, vocab_sizes: Iterable[int], test_text: str | None = None,

@@ -37,13 +37,13 @@ def count_pretokens(text: str, pattern: str, special_tokens: Iterable[str] = ())
     >>> count_pretokens("the cat the", r" ?\\w+")
     Counter({'the': 1, ' cat': 1, ' the': 1})
     """
-    from minillm.tokenizer import split_on_special
-
     import regex
+
+    from minillm.tokenizer import split_on_special, utf8_safe
 
     find = regex.compile(pattern).findall
     counts: Counter = Counter()
-    for part in split_on_special(text, special_tokens):
+    for part in split_on_special(utf8_safe(text), special_tokens):
         counts.update(find(part))
     return counts
 
@@ -81,7 +81,7 @@ def train_bpe(text: str, n_merges: int, pattern: str, special_tokens: Iterable[s
     if n_merges < 0:
         raise MiniLLMError(f"the number of merges must be >= 0, got {n_merges}")
     word_counts = count_pretokens(text, pattern, special_tokens)
-    words = [tuple(w.encode("utf-8", "surrogatepass")) for w in word_counts]
+    words = [tuple(w.encode("utf-8")) for w in word_counts]
     freqs = list(word_counts.values())
 
     # pair -> total count over the corpus; pair -> indices of the words containing it

@@ -478,3 +478,12 @@ def test_compression_grows_with_vocab_on_training_text():
     assert all(a < b for a, b in zip(values, values[1:]))
     tok = Tokenizer.train(text, 400, special_tokens=())
     assert curve[400] == pytest.approx(bytes_per_token(tok, text), rel=1e-12)
+
+
+def test_training_on_lone_surrogates_learns_valid_utf8():
+    # training sees text as encode does: a lone surrogate becomes U+FFFD (EF BF BD)
+    tok = Tokenizer.train("x\ud800y " * 50, 300, special_tokens=())
+    learned = [tok.vocab[i] for i in tok.merges.values()]
+    assert any(b"\xef\xbf\xbd" in v for v in learned)
+    assert all(b"\xed" not in v for v in learned)  # no bytes of an encoded surrogate (ED A0 80)
+    assert tok.encode("x\ud800y") == tok.encode("x\ufffdy")
