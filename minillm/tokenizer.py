@@ -369,7 +369,12 @@ class Tokenizer:
         The buffer is cut only at a pre-token boundary, keeping the last two
         pre-tokens (the last one may still grow when more text arrives), and
         never inside a possible special token. One pre-token longer than the
-        buffer (a megabyte without a space) is kept whole.
+        buffer (a megabyte without a space) is kept whole. Tested for the GPT-2
+        and GPT-4 patterns; a custom pattern with long look-aheads may need more.
+
+        >>> tok = Tokenizer.train("aaabdaaabac", vocab_size=260)
+        >>> list(tok.encode_iterable(["aaab", "daaa", "bac"], chunk_chars=2))
+        [258, 100, 258, 97, 99]
         """
         allowed, disallowed = self._special_sets(allowed_special, disallowed_special)
         allowed_re, disallowed_re = special_regex(allowed), special_regex(disallowed)
