@@ -473,8 +473,11 @@ class Tokenizer:
             raise MiniLLMError(f"cannot read tokenizer file {path}: {e}")
         if not isinstance(d, dict) or d.get("format") != cls.FORMAT:
             raise MiniLLMError(f"{path} is not a minillm tokenizer file (format {cls.FORMAT!r})")
-        merges = [(int(m[0]), int(m[1]), int(m[2])) for m in d["merges"]]
-        return cls(merges, d["pattern"], d.get("special_tokens", {}), d.get("byte_ids"))
+        try:
+            merges = [(int(m[0]), int(m[1]), int(m[2])) for m in d["merges"]]
+            return cls(merges, d["pattern"], d.get("special_tokens", {}), d.get("byte_ids"))
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            raise MiniLLMError(f"tokenizer file {path} is damaged: {e!r}")
 
     # --- interop: GPT-2 files and tiktoken -----------------------------------------
 
@@ -486,15 +489,18 @@ class Tokenizer:
         from minillm.tokenizer_fast import gpt2_unicode_to_byte
 
         to_byte = gpt2_unicode_to_byte()
-        vocab = json.loads(Path(vocab_json).read_text(encoding="utf-8"))
-        lines = Path(merges_txt).read_text(encoding="utf-8").splitlines()
-        byte_ids = [vocab[ch] for ch, _ in sorted(to_byte.items(), key=lambda kv: kv[1])]
-        merges = []
-        for line in lines:
-            if not line.strip() or line.startswith("#version"):
-                continue
-            a, b = line.split(" ")
-            merges.append((vocab[a], vocab[b], vocab[a + b]))
+        try:
+            vocab = json.loads(Path(vocab_json).read_text(encoding="utf-8"))
+            lines = Path(merges_txt).read_text(encoding="utf-8").splitlines()
+            byte_ids = [vocab[ch] for ch, _ in sorted(to_byte.items(), key=lambda kv: kv[1])]
+            merges = []
+            for line in lines:
+                if not line.strip() or line.startswith("#version"):
+                    continue
+                a, b = line.split(" ")
+                merges.append((vocab[a], vocab[b], vocab[a + b]))
+        except (OSError, json.JSONDecodeError, KeyError, ValueError) as e:
+            raise MiniLLMError(f"cannot import GPT-2 files {vocab_json}, {merges_txt}: {e!r}")
         specials = {s: vocab[s] for s in special_tokens if s in vocab}
         return cls(merges, pattern, specials, byte_ids)
 

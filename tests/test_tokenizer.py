@@ -259,10 +259,24 @@ def test_gpt2_files_import_hand_example(tmp_path):
     assert tok.encode(" the hex") == [258, 255 - 32, 257, 255 - ord("x")]
     assert tok.eot_id == 259 and tok.vocab_size == 260
     assert tok.decode([258, 259]) == " the<|endoftext|>"
+    pytest.importorskip("tiktoken")  # permuted byte ids survive the conversion
+    for text in [" the hex", "the theme the", "Ünïcödé the"]:
+        assert tok.to_tiktoken().encode(text) == tok.encode(text)
     tokenizers = pytest.importorskip("tokenizers")
     hf = tokenizers.ByteLevelBPETokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
     for text in [" the hex", "the theme the", "Ünïcödé the"]:
         assert hf.encode(text).ids == tok.encode(text)
+
+
+def test_gpt2_files_round_trip(tok2, tmp_path):
+    vocab, merges = tok2.to_gpt2_files(tmp_path)
+    back = Tokenizer.from_gpt2_files(vocab, merges)
+    assert back.merges == tok2.merges and back.special_tokens == tok2.special_tokens
+    for text in MULTILINGUAL:
+        assert back.encode(text) == tok2.encode(text)
+    (tmp_path / "merges.txt").write_text("#version: 0.2\nno_such_token x\n", encoding="utf-8")
+    with pytest.raises(MiniLLMError, match="cannot import"):
+        Tokenizer.from_gpt2_files(vocab, merges)
 
 
 def test_to_tiktoken_refuses_duplicate_bytes():
@@ -373,6 +387,9 @@ def test_load_rejects_other_files(tmp_path):
         Tokenizer.load(tmp_path / "x.json")
     with pytest.raises(MiniLLMError, match="cannot read"):
         Tokenizer.load(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text('{"format": "minillm-bpe", "merges": [[1]]}', encoding="utf-8")
+    with pytest.raises(MiniLLMError, match="damaged"):
+        Tokenizer.load(tmp_path / "bad.json")
 
 
 # --- streaming --------------------------------------------------------------------------
