@@ -169,7 +169,7 @@ def _check(name: str, *arrays, min_points: int) -> list[np.ndarray]:
     return out
 
 
-def _lbfgs_fit(objective, inits: torch.Tensor, top_k: int, max_iter: int = 300) -> tuple[np.ndarray, float]:
+def _lbfgs_fit(objective, inits: torch.Tensor, top_k: int, max_iter: int = 200) -> tuple[np.ndarray, float]:
     """Minimise `objective(theta) -> (K,)` from each of the `top_k` best rows of `inits`.
 
     The whole grid is scored at once (vectorised); L-BFGS with a strong-Wolfe line
@@ -181,8 +181,8 @@ def _lbfgs_fit(objective, inits: torch.Tensor, top_k: int, max_iter: int = 300) 
     best, best_val = None, float("inf")
     for i in order.tolist():
         theta = inits[i:i + 1].clone().requires_grad_(True)
-        opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=max_iter, tolerance_grad=1e-12,
-                                tolerance_change=1e-14, history_size=20, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9,
+                                tolerance_change=1e-11, history_size=20, line_search_fn="strong_wolfe")
 
         def closure():
             opt.zero_grad()
@@ -204,7 +204,7 @@ def _grid(*axes) -> torch.Tensor:
     return torch.tensor(list(itertools.product(*axes)), dtype=torch.float64)
 
 
-def fit_power_law(x, loss, delta: float = 1e-3, top_k: int = 8, init: PowerLaw | None = None) -> PowerLaw:
+def fit_power_law(x, loss, delta: float = 1e-3, top_k: int = 4, init: PowerLaw | None = None) -> PowerLaw:
     """Fit L(x) = E + A / x^alpha to (x, loss) pairs: Huber on log L, L-BFGS from a grid.
 
     log L_hat = logsumexp(a - alpha log x, e) with A = exp(a), E = exp(e), so E and A
@@ -230,7 +230,7 @@ def fit_power_law(x, loss, delta: float = 1e-3, top_k: int = 8, init: PowerLaw |
     return PowerLaw(E=math.exp(e), A=math.exp(a), alpha=float(alpha))
 
 
-def fit_chinchilla(N, D, loss, delta: float = 1e-3, top_k: int = 8,
+def fit_chinchilla(N, D, loss, delta: float = 1e-3, top_k: int = 4,
                    init: ChinchillaLaw | None = None) -> ChinchillaLaw:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta as Hoffmann et al. 2022 (Approach 3).
 
@@ -368,6 +368,43 @@ FAST_SIZES = "16x1,32x1,48x2"               # n_embd x n_layer
 FAST_STEPS = "30,60,120"
 FULL_SIZES = "16x1,24x1,32x2,48x2,64x3"
 FULL_STEPS = "100,200,400,800"
+
+
+# The output of `minillm sweep --full` (SweepConfig defaults: block_size 64, batch 16, lr 1e-2,
+# BPE 512, seed 0) on a shared 2-core CPU, so that notebooks can analyse a real sweep in seconds.
+# Columns: n_embd, n_layer, N (non-embedding), params, D (tokens), validation loss (nats/token).
+_REFERENCE_BYTES_PER_TOKEN = 3.0288
+_REFERENCE_ROWS = [
+    (16, 1, 3312, 12528, 102400, 2.7139),
+    (16, 1, 3312, 12528, 204800, 1.8324),
+    (16, 1, 3312, 12528, 409600, 1.4102),
+    (16, 1, 3312, 12528, 819200, 0.9997),
+    (16, 1, 3312, 12528, 1638400, 0.9042),
+    (24, 1, 7272, 21096, 102400, 2.2152),
+    (24, 1, 7272, 21096, 204800, 1.4031),
+    (24, 1, 7272, 21096, 409600, 1.0174),
+    (24, 1, 7272, 21096, 819200, 0.8025),
+    (24, 1, 7272, 21096, 1638400, 0.6860),
+    (32, 2, 25472, 43904, 102400, 1.9139),
+    (32, 2, 25472, 43904, 204800, 1.1746),
+    (32, 2, 25472, 43904, 409600, 0.8559),
+    (32, 2, 25472, 43904, 819200, 0.6324),
+    (32, 2, 25472, 43904, 1638400, 0.5751),
+    (48, 2, 56640, 84288, 102400, 1.6233),
+    (48, 2, 56640, 84288, 204800, 1.0342),
+    (48, 2, 56640, 84288, 409600, 0.7972),
+    (48, 2, 56640, 84288, 819200, 0.5871),
+    (48, 2, 56640, 84288, 1638400, 0.5513),
+    (64, 3, 150080, 186944, 102400, 1.4680),
+    (64, 3, 150080, 186944, 204800, 0.9230),
+    (64, 3, 150080, 186944, 409600, 0.7721),
+    (64, 3, 150080, 186944, 819200, 0.5700),
+    (64, 3, 150080, 186944, 1638400, 0.5506),
+]
+REFERENCE_SWEEP = [dict(n_embd=c, n_layer=l, N=n, params=p, D=d, C=6.0 * n * d, loss=loss,
+                        bits_per_byte=loss / math.log(2) / _REFERENCE_BYTES_PER_TOKEN,
+                        bytes_per_token=_REFERENCE_BYTES_PER_TOKEN)
+                   for c, l, n, p, d, loss in _REFERENCE_ROWS]
 
 
 @dataclass
