@@ -297,7 +297,7 @@ def _check_python(source: str, where: str) -> None:
 
 def _cell_python(source: str) -> str:
     """A notebook cell as plain Python: IPython magics and shell lines become `pass`."""
-    return "".join(("pass\n" if ln.lstrip().startswith(("%", "!")) else ln)
+    return "".join((ln[:len(ln) - len(ln.lstrip())] + "pass\n" if ln.lstrip().startswith(("%", "!")) else ln)
                    for ln in source.splitlines(keepends=True))
 
 

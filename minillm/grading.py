@@ -142,6 +142,9 @@ class Limits:
     max_output: int = 1_000_000     # characters a test may print before it fails
     clip: int = 4000                # characters of output kept per test
     extra: list[str] = field(default_factory=list)  # more pytest arguments
+    # pytest plugins to load (if installed); others are not auto-loaded, which saves a
+    # second per pytest start
+    plugins: list[str] = field(default_factory=lambda: ["pytest_timeout", "_hypothesis_pytestplugin"])
 
 
 # ---------------------------------------------------------------------------------
@@ -198,9 +201,12 @@ def pytest_command(files: list[str], limits: Limits, collect_only: bool = False)
     cmd = [sys.executable, "-m", "pytest", *files, "-p", "minillm_grade_plugin", "-p", "no:cacheprovider",
            "-o", "addopts=", "--rootdir", ".", "-q", "--tb=short", "--show-capture=no",
            "--continue-on-collection-errors", "-W", "ignore::pytest.PytestUnknownMarkWarning"]
+    for plugin in limits.plugins:
+        if importlib.util.find_spec(plugin) is not None:
+            cmd += ["-p", plugin]
     if collect_only:
         cmd.append("--collect-only")
-    elif importlib.util.find_spec("pytest_timeout") is not None:
+    elif "pytest_timeout" in limits.plugins and importlib.util.find_spec("pytest_timeout") is not None:
         cmd += [f"--timeout={limits.timeout:g}", "--timeout-method=signal"]
     return cmd + list(limits.extra)
 
@@ -219,7 +225,8 @@ def run_pytest(workspace: Path, files: list[str], nodeids: list[str] | None, lim
     (scratch / "plugin" / "minillm_grade_plugin.py").write_text(PLUGIN_SOURCE, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MINILLM_GRADE"))}
     env.update(PYTHONPATH=os.pathsep.join([str(workspace), str(scratch / "plugin")]),
-               PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg", MINILLM_GRADE_CLIP=str(limits.clip))
+               PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg", MINILLM_GRADE_CLIP=str(limits.clip),
+               PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     deadline = time.monotonic() + limits.total
     outcomes: dict[str, Outcome] = {}
     collected: list[dict] | None = None
@@ -440,7 +447,7 @@ def check_exercises(root: str | os.PathLike | None = None, names: list[str] | No
                 marked = {t["nodeid"] for t in collected if name in t["exercises"]}
                 report[name] = {"unmarked_failed": sorted(failed - marked), "marked_passed": sorted(marked - failed)}
                 if not marked:
-                    report[name]["marked_passed"] = ["(no test is marked with this exercise)"]
+                    report[name]["marked_passed"] = ["(no non-slow test is marked with this exercise)"]
                 shutil.rmtree(ws, ignore_errors=True)
     return report
 
@@ -545,6 +552,8 @@ def add_grade_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: the checkout minillm is imported from)")
     p.add_argument("--timeout", type=float, default=Limits.timeout, help="seconds per test")
     p.add_argument("--total-timeout", type=float, default=Limits.total, help="seconds for the whole run")
+    p.add_argument("--plugin", action="append", default=[], help="another pytest plugin your tests need "
+                   "(module name; pytest-timeout and hypothesis are loaded, nothing else is)")
     p.add_argument("--visibility", choices=VISIBILITY, default="visible", help="Gradescope visibility of "
                    "tests without their own (`@pytest.mark.exercise(name, visibility=...)`)")
 
@@ -576,6 +585,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_grade(args: argparse.Namespace) -> int:
     limits = Limits(timeout=args.timeout, total=args.total_timeout, collect=max(args.timeout, 60.0))
+    limits.plugins += args.plugin
     results = grade(args.submission, assign.parse_lessons(args.lessons),
                     [n for n in (args.exercises or "").replace(" ", "").split(",") if n] or None,
                     tests_from=args.tests_from, limits=limits, visibility=args.visibility)

@@ -433,6 +433,21 @@ def test_points_visibility_and_skips_on_a_toy_course(tmp_path):
     assert results["score"] == 2 and results["extra_data"]["max_score"] == 3
 
 
+def test_check_names_tests_that_do_not_grade(tmp_path, capsys):
+    course = toy_course(tmp_path / "course")
+    with open(course / "tests/test_toy.py", "a") as f:  # a test of the lesson's file that forgot its marker
+        f.write("\n\ndef test_uses_add_unmarked():\n    assert toy.add(2, 2) == 4\n")
+    assert main(["assign", "list", "--root", str(course)]) == 0
+    assert "toy.add" in capsys.readouterr().out
+    # fast limits; only the lesson "??" exists in the toy course
+    report = grading.check_exercises(course, limits=FAST)
+    assert report == {
+        "<solution of lesson ??>": {"failed": []},
+        "toy.add": {"unmarked_failed": ["tests/test_toy.py::test_uses_add_unmarked"], "marked_passed": []},
+        "toy.double": {"unmarked_failed": [], "marked_passed": ["(no non-slow test is marked with this exercise)"]},
+    }
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", sorted({r.lesson for r in REGIONS if not r.stubbed}))
 def test_each_exercise_fails_exactly_its_marked_tests(lesson):
