@@ -7,7 +7,8 @@ What it builds, one testable step at a time:
    gets the same number by building the model on the `meta` device (no memory).
 2. `forward_flops_per_token(config, seq_len)`: the matmul FLOPs of one forward
    pass per token, attention included; `training_flops_per_token` = 3x that
-   (backward = 2x forward). `measure_flops` runs PyTorch's
+   (backward = 2x forward); `model_flops_per_token` the same from the real
+   model's Linear layers (the fast path a training loop uses for MFU). `measure_flops` runs PyTorch's
    `torch.utils.flop_counter.FlopCounterMode` on the real model; tests prove the
    two equal. The 6N rule (`training_flops`) is the one-line version.
 3. `mfu`: model FLOPs utilization = achieved model FLOP/s / the device's peak,
@@ -152,6 +153,25 @@ def training_flops_per_token(config, seq_len: int | None = None) -> int:
     """Forward + backward: the backward pass costs twice the forward (gradients with
     respect to the inputs and to the weights), so 3x forward in all."""
     return 3 * forward_flops_per_token(config, seq_len)
+
+
+def model_flops_per_token(config, seq_len: int | None = None) -> int:
+    """Fast path for training loops: training model FLOPs per token, 6 W + 12 L T C
+    (Chowdhery et al. 2022, PaLM, appendix B), W = the weights of every `nn.Linear`
+    of the real model (built on the meta device; the head counts even when tied).
+
+    Equal to `training_flops_per_token` (test); use this one in code that must not
+    depend on the lesson's exercise (the trainer's MFU).
+    """
+    import torch
+
+    from minillm.model import GPT
+
+    T = config.block_size if seq_len is None else seq_len
+    with torch.device("meta"):
+        model = GPT(config)
+    W = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    return 6 * W + 12 * config.n_layer * T * config.n_embd
 
 
 def _flop_counter(**kwargs):

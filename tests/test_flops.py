@@ -89,6 +89,21 @@ def test_backward_is_twice_forward(style):
     assert both["total"] - att_fwd // 2 == B * T * flops.training_flops_per_token(model.config, T)
 
 
+@pytest.mark.parametrize("variant", VARIANTS[::5], ids=ids)
+def test_model_flops_fast_path_equals_the_counter(variant):
+    # The trainer's MFU numerator: 3 x the counter's forward FLOPs, exactly.
+    model = GPT(GPTConfig(**SMALL, **variant))
+    fwd = flops.measure_flops(model, batch_size=2, seq_len=10)["total"]
+    assert 3 * fwd == 2 * 10 * flops.model_flops_per_token(model.config, 10)
+
+
+@pytest.mark.exercise("flops.forward_flops_per_token")
+@pytest.mark.parametrize("variant", VARIANTS[::5], ids=ids)
+def test_forward_flops_reference_equals_fast_path(variant):
+    config = GPTConfig(**SMALL, **variant)
+    assert flops.training_flops_per_token(config, 7) == flops.model_flops_per_token(config, 7)
+
+
 @pytest.mark.exercise("flops.params_count")
 @pytest.mark.exercise("flops.forward_flops_per_token")
 def test_six_n_rule_for_a_large_model():
