@@ -292,6 +292,7 @@ class CausalSelfAttention(nn.Module):
             q, k = rope(q, start), rope(k, start)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, nkv, start + T, hs)
+            k, v = k.to(q.dtype), v.to(q.dtype)  # under autocast the cache may hold another dtype
         k, v = repeat_kv(k, nh // nkv), repeat_kv(v, nh // nkv)  # (B, nh, Tk, hs)
         weights = None
         if return_weights:

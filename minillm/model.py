@@ -185,6 +185,8 @@ class GPT(nn.Module):
         if start + T > self.config.block_size:
             raise MiniLLMError(f"sequence of {start + T} tokens is longer than the context "
                                f"(block_size={self.config.block_size}); crop it or use a bigger block_size")
+        if torch.compiler.is_compiling():
+            return  # reading values back from the tensor would break the compiled graph
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
             raise MiniLLMError(f"token ids must be in [0, {self.config.vocab_size}), got "
                                f"min {int(idx.min())} max {int(idx.max())}: does the tokenizer match the model?")

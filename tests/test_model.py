@@ -484,3 +484,24 @@ def test_parameter_breakdown_matches_the_modules(cfg):
         groups[kind] += p.numel()
     assert parameter_breakdown(cfg) == groups
     assert sum(groups.values()) == model.num_parameters() == closed_form_count(cfg)
+
+
+def test_dropout_is_active_in_training_only():
+    torch.manual_seed(9)
+    model = GPT(tiny(dropout=0.2))
+    idx = torch.randint(0, 37, (2, 16))
+    model.train()
+    a, b = model(idx)[0], model(idx)[0]
+    assert not torch.allclose(a, b)  # different dropout masks
+    model.eval()
+    assert torch.equal(model(idx)[0], model(idx)[0])
+
+
+def test_generate_under_bfloat16_autocast_runs_and_matches_shape():
+    from minillm.device import autocast
+
+    torch.manual_seed(10)
+    model = GPT(tiny("llama", n_kv_head=2))
+    with autocast("cpu", "bfloat16"):
+        out = model.generate(torch.zeros(2, 3, dtype=torch.long), 6, temperature=0)
+    assert out.shape == (2, 9) and int(out.max()) < 37
