@@ -505,3 +505,14 @@ def test_generate_under_bfloat16_autocast_runs_and_matches_shape():
     with autocast("cpu", "bfloat16"):
         out = model.generate(torch.zeros(2, 3, dtype=torch.long), 6, temperature=0)
     assert out.shape == (2, 9) and int(out.max()) < 37
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_from_pretrained_reads_a_local_folder(tmp_path, kind):
+    hf = _hf_pair(kind).float()
+    hf.save_pretrained(tmp_path)  # what a download leaves on disk; no network involved
+    model = GPT.from_pretrained(str(tmp_path))
+    assert model.config.style == kind
+    idx = torch.randint(0, 61, (1, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx)[0], hf(idx).logits, atol=1e-4, rtol=1e-4)
