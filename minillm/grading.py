@@ -344,7 +344,7 @@ def _outcomes(events: list[dict], limits: Limits) -> dict[str, Outcome]:
 # Workspace and grading
 # ---------------------------------------------------------------------------------
 
-def test_files_for(root: Path, names: set[str]) -> list[str]:
+def graded_test_files(root: Path, names: set[str]) -> list[str]:
     """Test files (relative; those the repository lists) that mark one of the exercises `names`."""
     return [f for f in assign.list_files(root) if re.fullmatch(r"tests/(.*/)?test[^/]*\.py", f)
             and assign.marked_exercises(root / f) & names]
@@ -410,7 +410,7 @@ def _collect(ws: Path, root: Path, files: list[str], names: set[str], limits: Li
 def lesson_test_files(root: Path, lesson: str) -> list[str]:
     """The test files of a lesson: those marking its exercises, and the README's lesson map row."""
     names = {r.name for r in assign.find_regions(root) if r.lesson == lesson}
-    files = set(test_files_for(root, names))
+    files = set(graded_test_files(root, names))
     readme = root / "README.md"
     for line in readme.read_text(encoding="utf-8").splitlines() if readme.is_file() else []:
         if re.match(rf"\|\s*{lesson}\s*\|", line):
@@ -488,7 +488,7 @@ def grade(submission: str | os.PathLike, lessons: list[str] | None = None, exerc
     if not chosen:
         raise MiniLLMError("no exercise to grade: check --lessons / --exercises (`minillm assign list`)")
     names = {r.name for r in chosen}
-    files = test_files_for(root, names)
+    files = graded_test_files(root, names)
     with tempfile.TemporaryDirectory(prefix="minillm-ws-") as tmp:
         ws = Path(tmp) / "ws"
         assign.make_student(ws, exercises=sorted(names), root=root)
