@@ -179,7 +179,7 @@ class GPT(nn.Module):
         return n
 
     def _check_input(self, idx: torch.Tensor, start: int) -> None:
-        if idx.dim() != 2 or idx.dtype not in (torch.long, torch.int, torch.int16, torch.uint8):
+        if idx.dim() != 2 or idx.dtype not in (torch.long, torch.int):
             raise MiniLLMError(f"idx must be a (B, T) integer tensor, got {tuple(idx.shape)} {idx.dtype}")
         T = idx.size(1)
         if start + T > self.config.block_size:
@@ -241,8 +241,9 @@ class GPT(nn.Module):
         smallest set whose probability reaches p (nucleus). seed makes sampling
         repeatable without touching the global RNG. Generation ends early once
         every row has produced one of stop_tokens (finished rows repeat their stop
-        token). Past the context, the model sees the last block_size tokens and
-        the cache is rebuilt each step (same logits as without it).
+        token). The rows of a batch share one prompt length (no padding). Past the
+        context, the model sees the last block_size tokens: the cache is dropped and
+        each step recomputes that window (the same logits as without a cache).
         """
         if max_new_tokens < 0:
             raise MiniLLMError(f"max_new_tokens must be >= 0, got {max_new_tokens}")

@@ -516,3 +516,17 @@ def test_from_pretrained_reads_a_local_folder(tmp_path, kind):
     idx = torch.randint(0, 61, (1, 12))
     with torch.no_grad():
         torch.testing.assert_close(model(idx)[0], hf(idx).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_generate_edge_cases_and_bad_arguments():
+    model = GPT(tiny())
+    prompt = torch.tensor([[1, 2, 3]])
+    assert torch.equal(model.generate(prompt, 0), prompt)
+    with pytest.raises(MiniLLMError, match="temperature"):
+        model.generate(prompt, 2, temperature=-1.0)
+    with pytest.raises(MiniLLMError, match="top_p"):
+        model.generate(prompt, 2, top_p=1.5)
+    with pytest.raises(MiniLLMError, match="top_k"):
+        model.generate(prompt, 2, top_k=0)
+    with pytest.raises(MiniLLMError, match="prompt"):
+        model.generate(torch.zeros(1, 0, dtype=torch.long), 2)
