@@ -43,8 +43,8 @@ class Preset:
 
 
 PRESETS = {
-    "default": Preset(vocab_size=1024, block_size=128, n_layer=4, n_head=4, n_embd=128, steps=1500,
-                      batch_size=32, lr=3e-3, warmup_steps=100, eval_every=250, val_stories=1000,
+    "default": Preset(vocab_size=1024, block_size=128, n_layer=3, n_head=2, n_embd=64, steps=900,
+                      batch_size=32, lr=5e-3, warmup_steps=50, eval_every=150, val_stories=1000,
                       mc_items=200, shots=1, samples=8),
     "fast": Preset(vocab_size=512, block_size=64, n_layer=2, n_head=2, n_embd=64, steps=60,
                    batch_size=16, lr=3e-3, warmup_steps=10, eval_every=30, val_stories=40,

@@ -171,7 +171,7 @@ def test_choice_logprob_is_a_sum_over_the_choice_tokens(random_gpt):
 
 
 @pytest.mark.exercise("evaluate.choice_logprob")
-def test_batched_choices_equal_one_at_a_time(random_gpt):
+def test_choice_logprobs_batched_equal_one_at_a_time(random_gpt):
     context = [1, 2, 3, 4, 5]
     choices = [[7], [8, 9, 10], [11, 12]]  # different lengths: right padding must not matter
     fast = choice_logprobs(random_gpt, context, choices)

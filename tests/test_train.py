@@ -140,7 +140,7 @@ def test_training_lowers_the_loss_and_reports(data):
 
 
 @pytest.mark.exercise("train.adamw")
-def test_our_optimizer_trains_like_torchs(data):
+def test_adamw_in_the_loop_trains_like_torchs(data):
     tr, va = data
     a = train(tiny_model(), tiny_train(optimizer="torch"), tr, log=None)
     b = train(tiny_model(), tiny_train(optimizer="minillm"), tr, log=None)
