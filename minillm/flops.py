@@ -361,6 +361,17 @@ class CostAssumptions:
     kg_co2_per_kwh: float = field(default=0.4, metadata={"help": "grid carbon intensity, kg CO2eq per kWh (0.4 ~ world/US average)"})
 
 
+def _human(x: float) -> str:
+    """26_325_000 -> '26.32 M'; 1234.5 -> '1,234'; 0.5 -> '0.5'."""
+    if x >= 1e9:
+        return f"{x / 1e9:.2f} B"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if x >= 1:
+        return f"{x:,.0f}"
+    return f"{x:.2g}"
+
+
 @dataclass
 class CostCard:
     """The numbers of a training run's cost (see `cost_card`)."""
@@ -393,13 +404,15 @@ class CostCard:
             ("training tokens", f"{self.tokens:.3g} ({self.tokens_per_param:.0f} per parameter; Chinchilla ~20)"),
             ("training FLOPs (6ND)", f"{self.flops:.3g}"),
             ("per-GPU throughput", f"{self.effective_flops_per_gpu / 1e12:.0f} TFLOP/s ({a.gpu}, {a.dtype})"),
-            ("GPU-hours", f"{self.gpu_hours / 1e6:.2f} M"),
-            ("wall clock", f"{self.days:.1f} days on {a.n_gpus:,} GPUs"),
-            ("compute cost", f"${self.compute_usd / 1e6:.1f} M at ${a.usd_per_gpu_hour:g}/GPU-hour"),
-            ("staff cost", f"${self.staff_usd / 1e6:.1f} M ({a.staff} people x {a.staff_years:g} years)"),
-            ("total cost", f"${self.total_usd / 1e6:.1f} M"),
-            ("energy", f"{self.energy_kwh / 1e6:.2f} GWh (PUE {a.pue:g})"),
-            ("emissions", f"{self.co2_tonnes:,.0f} t CO2eq at {a.kg_co2_per_kwh:g} kg/kWh"),
+            ("GPU-hours", _human(self.gpu_hours)),
+            ("wall clock", f"{self.days:.1f} days on {a.n_gpus:,} GPUs"
+             if self.days >= 1 else f"{self.days * 24:.1f} hours on {a.n_gpus:,} GPUs"),
+            ("compute cost", f"${_human(self.compute_usd)} at ${a.usd_per_gpu_hour:g}/GPU-hour"),
+            ("staff cost", f"${_human(self.staff_usd)} ({a.staff} people x {a.staff_years:g} years)"),
+            ("total cost", f"${_human(self.total_usd)}"),
+            ("energy", f"{_human(self.energy_kwh)} kWh (PUE {a.pue:g})"),
+            ("emissions", f"{self.co2_tonnes:,.0f} t CO2eq at {a.kg_co2_per_kwh:g} kg/kWh"
+             if self.co2_tonnes >= 10 else f"{self.co2_tonnes * 1000:,.1f} kg CO2eq at {a.kg_co2_per_kwh:g} kg/kWh"),
         ]
         return rows + [("threshold", f) for f in self.flags]
 

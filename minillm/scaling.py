@@ -414,7 +414,7 @@ class SweepConfig:
     sizes: str = dataclasses.field(default=FAST_SIZES, metadata={"help": "comma-separated n_embd x n_layer, e.g. 16x1,32x2"})
     steps: str = dataclasses.field(default=FAST_STEPS, metadata={"help": "comma-separated step counts (token budgets)"})
     n_head: int = dataclasses.field(default=4, metadata={"help": "attention heads (must divide every n_embd)"})
-    block_size: int = dataclasses.field(default=64, metadata={"help": "context length in tokens (bytes)"})
+    block_size: int = dataclasses.field(default=64, metadata={"help": "context length in tokens"})
     batch_size: int = dataclasses.field(default=16, metadata={"help": "sequences per step"})
     lr: float = dataclasses.field(default=1e-2, metadata={"help": "peak learning rate (warmup 10%, cosine)"})
     eval_batches: int = dataclasses.field(default=16, metadata={"help": "validation batches per final estimate"})

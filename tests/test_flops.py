@@ -185,12 +185,18 @@ def test_worked_example_405b(llama405):
 
 def test_cost_card_table_and_model_card(llama405):
     text = llama405.table()
-    for label in ("GPU-hours", "26.32 M", "68.6 days", "$52.6 M", "4,423 t CO2eq", "EU AI Act"):
+    for label in ("GPU-hours", "26.32 M", "68.6 days", "$52.65 M", "4,423 t CO2eq", "EU AI Act"):
         assert label in text
     block = llama405.co2_eq_emissions(location="US")
     assert block["emissions"] == pytest.approx(llama405.co2_tonnes * 1e6)  # grams, as the Hub wants
     assert set(block) == {"emissions", "source", "training_type", "geographical_location", "hardware_used"}
     assert llama405.model_card_yaml().startswith("co2_eq_emissions:\n  emissions: ")
+
+
+def test_cost_card_small_run_is_readable():
+    # A 1B model on 20B tokens on one RTX 4090 at 40% MFU: 1.2e20 / (165.2e12 x 0.4) / 3600 = 504 h.
+    text = flops.cost_card(1e9, 2e10, gpu="RTX 4090", n_gpus=1).table()
+    assert "GPU-hours             504" in text and "21.0 days on 1 GPUs" in text and "$1,009" in text
 
 
 def test_cost_card_from_peak_and_mfu():
@@ -220,7 +226,7 @@ def test_cli_worked_example():
     r = run_cli("--params", "405e9", "--tokens", "15.6e12", "--gpu", "H100", "--effective-tflops", "400",
                 "--n-gpus", "16000", "--staff", "50", "--model-card")
     assert r.returncode == 0, r.stderr
-    assert "26.32 M" in r.stdout and "$77.7 M" in r.stdout and "co2_eq_emissions:" in r.stdout
+    assert "26.32 M" in r.stdout and "$77.65 M" in r.stdout and "co2_eq_emissions:" in r.stdout
 
 
 def test_cli_config_and_errors(tmp_path):
