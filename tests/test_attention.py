@@ -129,6 +129,9 @@ def test_reference_equals_torch_sdpa_outputs_and_gradients(dtype, Tq, Tk, maskin
     ref_t = [t.clone().requires_grad_() for t in (q, k, v)]
     ref = F.scaled_dot_product_attention(*ref_t, attn_mask=full_mask)
     torch.testing.assert_close(ours, ref, **TOL[dtype])
+    # our fast path (which builds the bottom-right causal mask itself) agrees as well
+    with torch.no_grad():
+        torch.testing.assert_close(fast_attention(q, k, v, mask=mask, is_causal=causal), ours.detach(), **TOL[dtype])
     g = torch.randn_like(ours)
     ours.backward(g)
     ref.backward(g)
