@@ -367,7 +367,7 @@ def bootstrap(fit, *columns, n_boot: int = 100, level: float = 0.95, seed: int =
 FAST_SIZES = "16x1,32x1,48x2"               # n_embd x n_layer
 FAST_STEPS = "30,60,120"
 FULL_SIZES = "16x1,24x1,32x2,48x2,64x3"
-FULL_STEPS = "100,200,400,800"
+FULL_STEPS = "100,200,400,800,1600"
 
 
 # The output of `minillm sweep --full` (SweepConfig defaults: block_size 64, batch 16, lr 1e-2,
