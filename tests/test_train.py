@@ -329,3 +329,21 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
     assert json_two["processes"] == 2
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], atol=1e-5, rtol=1e-4, msg=k)
+
+
+def test_train_command_writes_a_run_folder_and_resumes(tmp_path, capsys):
+    from minillm import world
+    from minillm.cli import main
+
+    text = tmp_path / "stories.txt"
+    text.write_text("".join(s + "\n" for s in world.load_split("train").splitlines()[:200]), encoding="utf-8")
+    flags = ["--data", str(text), "--out", str(tmp_path / "run"), "--vocab-size", "300", "--block-size", "32",
+             "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--batch-size", "4",
+             "--eval-every", "2", "--device", "cpu", "--no-progress"]
+    assert main(["train", *flags, "--steps", "4"]) == 0
+    assert "bits/byte" in capsys.readouterr().out
+    run = tmp_path / "run"
+    assert {"ckpt.pt", "tokenizer.json", "metrics.jsonl", "config.json", "loss.png"} <= {p.name for p in run.iterdir()}
+    assert load_checkpoint(run)["step"] == 4
+    assert main(["train", *flags, "--steps", "6", "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().out and load_checkpoint(run)["step"] == 6
