@@ -508,7 +508,7 @@ class SweepAnalysis:
     """Fits of a sweep, and how the fitted E compares with the entropy floor."""
 
     chinchilla: ChinchillaLaw
-    frontier: PowerLaw | None         # loss of the best run per compute budget vs C
+    frontier: PowerLaw | None         # E + A / C^alpha through the runs no cheaper run beats
     floor: float                      # entropy floor in nats/token
     held_out: dict | None             # the run left out of the fit
     predicted: float | None           # the fit's prediction for it
@@ -521,7 +521,8 @@ class SweepAnalysis:
 def analyse_sweep(rows: list[dict], floor_bits_per_byte: float | None = None,
                   hold_out_largest: bool = True) -> SweepAnalysis:
     """Fit L(N, D) to the sweep (leaving the largest-compute run out to predict it), fit the
-    compute frontier (best loss per budget) as E + A / C^alpha, and convert the floor."""
+    compute frontier (runs that beat every cheaper run) as E + A / C^alpha, and convert the
+    floor from bits per byte to nats per token."""
     from minillm import world
 
     if floor_bits_per_byte is None:
@@ -532,11 +533,11 @@ def analyse_sweep(rows: list[dict], floor_bits_per_byte: float | None = None,
     held = max(rows, key=lambda r: r["C"]) if hold_out_largest and len(rows) > 6 else None
     fit_rows = [r for r in rows if r is not held]
     law = fit_chinchilla([r["N"] for r in fit_rows], [r["D"] for r in fit_rows], [r["loss"] for r in fit_rows])
-    # The frontier: for each distinct compute budget (within 10%), the lowest loss reached.
+    # The compute frontier (Pareto): the runs that beat every run of smaller compute.
     best: dict[float, float] = {}
     for r in sorted(fit_rows, key=lambda r: r["C"]):
-        key = next((k for k in best if abs(r["C"] / k - 1) < 0.1), r["C"])
-        best[key] = min(best.get(key, float("inf")), r["loss"])
+        if not best or r["loss"] < min(best.values()):
+            best[r["C"]] = r["loss"]
     frontier = None
     if len(best) >= 4:
         try:
@@ -560,6 +561,9 @@ def plot_sweep(rows: list[dict], analysis: SweepAnalysis):
         line, = ax.plot([r["C"] for r in rs], [r["loss"] for r in rs], "o", label=f"N={rs[0]['N']:,} ({c}x{l})")
         d = np.logspace(np.log10(rs[0]["D"] / 2), np.log10(rs[-1]["D"] * 4), 50)
         ax.plot(6 * rs[0]["N"] * d, analysis.chinchilla(rs[0]["N"], d), "-", color=line.get_color(), alpha=0.6)
+    if analysis.frontier:
+        cs = np.logspace(np.log10(min(r["C"] for r in rows)), np.log10(max(r["C"] for r in rows) * 4), 50)
+        ax.plot(cs, analysis.frontier(cs), "k-", lw=2, alpha=0.4, label="compute frontier fit")
     ax.axhline(analysis.floor, color="k", ls=":", label=f"entropy floor {analysis.floor:.3f}")
     ax.axhline(analysis.chinchilla.E, color="gray", ls="--", label=f"fitted E {analysis.chinchilla.E:.3f}")
     if analysis.held_out:
