@@ -65,7 +65,7 @@ def main() -> None:
     tok = Tokenizer.train(text, p.vocab_size)
     tokens = tokenize_text(text, tok)
     cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=p.block_size, n_layer=p.n_layer, n_head=p.n_head,
-                    n_embd=p.n_embd)
+                    n_embd=p.n_embd, style=p.style, bias=p.style == "gpt2")
     print(f"model: {GPT(cfg).num_parameters():,} parameters, batch {p.batch_size} x {p.block_size} tokens, "
           f"{args.steps} steps, torch {torch.__version__}, {torch.get_num_threads()} threads")
     ours, plain = [], []

@@ -26,6 +26,7 @@ from minillm.utils import atomic_write_text
 class Preset:
     """The knobs of one speedrun size (picked by measuring, see lesson 04's notes)."""
 
+    style: str            # 'llama' (RoPE, RMSNorm, SwiGLU) or 'gpt2'
     vocab_size: int
     block_size: int
     n_layer: int
@@ -43,10 +44,10 @@ class Preset:
 
 
 PRESETS = {
-    "default": Preset(vocab_size=1024, block_size=128, n_layer=3, n_head=2, n_embd=64, steps=900,
-                      batch_size=32, lr=5e-3, warmup_steps=50, eval_every=150, val_stories=1000,
+    "default": Preset(style="llama", vocab_size=1024, block_size=128, n_layer=4, n_head=4, n_embd=96, steps=3000,
+                      batch_size=16, lr=4e-3, warmup_steps=100, eval_every=500, val_stories=1000,
                       mc_items=200, shots=1, samples=8),
-    "fast": Preset(vocab_size=512, block_size=64, n_layer=2, n_head=2, n_embd=64, steps=60,
+    "fast": Preset(style="llama", vocab_size=512, block_size=64, n_layer=2, n_head=2, n_embd=64, steps=60,
                    batch_size=16, lr=3e-3, warmup_steps=10, eval_every=30, val_stories=40,
                    mc_items=24, shots=1, samples=2),
 }
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     # 3. Pretraining
     t = time.time()
     mcfg = GPTConfig(vocab_size=tok.vocab_size, block_size=p.block_size, n_layer=p.n_layer, n_head=p.n_head,
-                     n_embd=p.n_embd)
+                     n_embd=p.n_embd, style=p.style, bias=p.style == "gpt2")
     tcfg = TrainConfig(steps=steps, batch_size=p.batch_size, lr=p.lr, warmup_steps=min(p.warmup_steps, steps),
                        eval_every=p.eval_every, eval_batches=4, log_every=max(1, p.eval_every // 5),
                        seed=args.seed, device=args.device)
@@ -191,7 +192,7 @@ def write_report(out: Path, m: dict, samples: list[tuple[bool, str]], floor, voc
     c = m["contamination"]
     text = "\n".join([
         "# minillm speedrun", "",
-        f"Preset `{m['preset']}`: GPT with {m['model']['n_layer']} layers, width {m['model']['n_embd']}, "
+        f"Preset `{m['preset']}`: {m['model']['style']}-style GPT with {m['model']['n_layer']} layers, width {m['model']['n_embd']}, "
         f"context {m['model']['block_size']}, {m['train']['steps']} steps of {m['train']['batch_size']} sequences.",
         "", "| | |", "| --- | --- |", *[f"| {a} | {b} |" for a, b in rows], "",
         "![loss curves: train/validation and validation vs the entropy floor](loss.png)", "",
