@@ -195,6 +195,7 @@ def write_report(out: Path, m: dict, samples: list[tuple[bool, str]], floor, voc
         f"Preset `{m['preset']}`: {m['model']['style']}-style GPT with {m['model']['n_layer']} layers, width {m['model']['n_embd']}, "
         f"context {m['model']['block_size']}, {m['train']['steps']} steps of {m['train']['batch_size']} sequences.",
         "", "| | |", "| --- | --- |", *[f"| {a} | {b} |" for a, b in rows], "",
+        "Times are wall-clock: other programs running on the machine slow them down.", "",
         "![loss curves: train/validation and validation vs the entropy floor](loss.png)", "",
         f"Validation entropy floor of TinyWorld: {floor}.", "",
         f"Multiple choice by question kind: {by_kind}.", "",
