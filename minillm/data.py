@@ -106,12 +106,36 @@ def iter_text_chunks(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> Ite
         yield "".join(buf)
 
 
+def _encode_stream(tokenizer, pieces: Iterator[str], allowed_special) -> Iterator[list[int]]:
+    """Ids for a stream of text pieces, in lists.
+
+    A BPE tokenizer with `encode_iterable` (minillm.tokenizer.Tokenizer) gives exactly
+    the ids of encoding the whole text at once: it cuts only at pre-token boundaries.
+    A plain `encode(text)` tokenizer is called per piece (pieces are line-aligned).
+    """
+    if hasattr(tokenizer, "encode_iterable"):
+        buf: list[int] = []
+        for i in tokenizer.encode_iterable(pieces, allowed_special=allowed_special):
+            buf.append(i)
+            if len(buf) >= 1 << 16:
+                yield buf
+                buf = []
+        if buf:
+            yield buf
+    else:
+        for piece in pieces:
+            yield tokenizer.encode(piece)
+
+
 def tokenize_file(text_path: str | os.PathLike, tokenizer, out_path: str | os.PathLike,
-                  chunk_bytes: int = 1 << 20, progress: bool = True) -> int:
+                  chunk_bytes: int = 1 << 20, progress: bool = True,
+                  allowed_special: str | set[str] = "none") -> int:
     """Encode a text file into a token file, streaming; returns the number of ids.
 
     Memory stays at about `chunk_bytes` of text plus its ids, whatever the file size.
-    A progress bar (tqdm) counts the bytes read.
+    A progress bar (tqdm) counts the bytes read. `allowed_special`: special-token
+    strings in the file (e.g. {"<|endoftext|>"} between documents) that become
+    special tokens; by default one in the text is an error, as in tiktoken.
     """
     from tqdm.auto import tqdm
 
@@ -124,33 +148,38 @@ def tokenize_file(text_path: str | os.PathLike, tokenizer, out_path: str | os.Pa
     bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"tokenizing {text_path.name}",
                disable=not progress)
 
-    def chunks() -> Iterator[list[int]]:
+    def pieces() -> Iterator[str]:
         for piece in iter_text_chunks(text_path, chunk_bytes):
-            ids = tokenizer.encode(piece)
             bar.update(len(piece.encode("utf-8")))
-            yield ids
+            yield piece
 
     try:
-        return write_tokens(out_path, chunks(), tokenizer.vocab_size)
+        return write_tokens(out_path, _encode_stream(tokenizer, pieces(), allowed_special),
+                            tokenizer.vocab_size)
     finally:
         bar.close()
 
 
-def tokenize_text(text: str, tokenizer, chunk_bytes: int = 1 << 20) -> np.ndarray:
-    """Encode a string (in line-aligned chunks) into an array of ids (uint16 or uint32)."""
+def tokenize_text(text: str, tokenizer, chunk_bytes: int = 1 << 20,
+                  allowed_special: str | set[str] = "none") -> np.ndarray:
+    """Encode a string (streamed in line-aligned chunks) into an array of ids (uint16 or uint32)."""
     if not text:
         raise MiniLLMError("the text is empty: there is nothing to tokenize")
-    parts, buf, size = [], [], 0
-    for line in text.splitlines(keepends=True):
-        buf.append(line)
-        size += len(line)
-        if size >= chunk_bytes:
-            parts.append(tokenizer.encode("".join(buf)))
-            buf, size = [], 0
-    if buf:
-        parts.append(tokenizer.encode("".join(buf)))
+
+    def pieces() -> Iterator[str]:
+        buf, size = [], 0
+        for line in text.splitlines(keepends=True):
+            buf.append(line)
+            size += len(line)
+            if size >= chunk_bytes:
+                yield "".join(buf)
+                buf, size = [], 0
+        if buf:
+            yield "".join(buf)
+
     dtype = token_dtype(tokenizer.vocab_size)
-    return np.concatenate([np.asarray(p, dtype=dtype) for p in parts])
+    return np.concatenate([np.asarray(p, dtype=dtype)
+                           for p in _encode_stream(tokenizer, pieces(), allowed_special)])
 
 
 def check_enough_tokens(tokens: np.ndarray, block_size: int, what: str = "data") -> None:

@@ -366,6 +366,12 @@ def train(model_config, train_config: TrainConfig, train_data, val_data=None, *,
     raw_model = model.to(device)
     dtype = resolve_dtype(cfg.dtype, device)
     ctx = autocast(device, dtype)
+    # Model FLOPs per token (lesson 07) give achieved FLOP/s and, on a known GPU, MFU.
+    from minillm import flops as _flops
+
+    flops_per_token = _flops.model_flops_per_token(model_config, T)
+    peak = (_flops.peak_flops(None, {"bfloat16": "bf16", "float16": "fp16"}.get(dtype, "tf32"))
+            if device.type == "cuda" else None)
     scaler = torch.amp.GradScaler(device.type) if dtype == "float16" else None
     optimizer = make_optimizer(raw_model, cfg, device)
 
@@ -486,6 +492,8 @@ def train(model_config, train_config: TrainConfig, train_data, val_data=None, *,
             now = time.time()
             rec = dict(step=done, lr=lr, train_loss=train_loss, tokens=done * tokens_per_step,
                        tokens_per_s=tok_last / max(now - t_last, 1e-9), elapsed=now - t_start)
+            rec["tflops"] = rec["tokens_per_s"] * flops_per_token / 1e12  # achieved model TFLOP/s
+            rec["mfu"] = _flops.mfu(rec["tokens_per_s"], flops_per_token, peak, n_devices=world)
             if grad_norm is not None:
                 rec["grad_norm"] = float(grad_norm)
             if is_eval:
@@ -494,7 +502,7 @@ def train(model_config, train_config: TrainConfig, train_data, val_data=None, *,
                     rec["val_bpb"] = rec["val_loss"] / math.log(2) / bytes_per_token
             history.append(rec)
             msg = (f"step {done:5d} | loss {train_loss:.4f} | lr {lr:.2e} | "
-                   f"{rec['tokens_per_s']:,.0f} tok/s")
+                   f"{rec['tokens_per_s']:,.0f} tok/s" + (f" | MFU {rec['mfu']:.1%}" if rec["mfu"] is not None else ""))
             if "val_loss" in rec:
                 msg += f" | val {rec['val_loss']:.4f}"
                 if "val_bpb" in rec:

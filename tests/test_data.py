@@ -155,3 +155,28 @@ def test_load_corpus_offline_download_fails_clearly(tmp_path, monkeypatch):
     with pytest.raises(MiniLLMError, match="offline"):
         load_corpus("tinyshakespeare", cache_dir=tmp_path)
     assert not (tmp_path / "tinyshakespeare.txt").exists()
+
+
+def test_bpe_token_file_equals_whole_text_encoding(tmp_path):
+    # Chunked streaming must not change ids at chunk edges ("\n\n" across a cut, say).
+    from minillm.tokenizer import Tokenizer
+
+    text = "".join(f"line {i}: {'x' * (i % 7)}\n" + ("\n" if i % 3 == 0 else "") for i in range(400))
+    tok = Tokenizer.train(text, vocab_size=300)
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    n = tokenize_file(tmp_path / "t.txt", tok, tmp_path / "t.bin", chunk_bytes=97, progress=False)
+    whole = tok.encode(text)
+    assert n == len(whole)
+    assert load_tokens(tmp_path / "t.bin").tolist() == whole
+    assert tokenize_text(text, tok, chunk_bytes=53).tolist() == whole
+
+
+def test_special_tokens_in_a_corpus_need_permission(tmp_path):
+    from minillm.tokenizer import Tokenizer
+
+    text = "one story\n<|endoftext|>another story\n"
+    tok = Tokenizer.train("one story another story\n", vocab_size=270)
+    with pytest.raises(ValueError):
+        tokenize_text(text, tok)
+    ids = tokenize_text(text, tok, allowed_special={"<|endoftext|>"}).tolist()
+    assert ids.count(tok.eot_id) == 1

@@ -347,3 +347,15 @@ def test_train_command_writes_a_run_folder_and_resumes(tmp_path, capsys):
     assert load_checkpoint(run)["step"] == 4
     assert main(["train", *flags, "--steps", "6", "--resume"]) == 0
     assert "resumed from" in capsys.readouterr().out and load_checkpoint(run)["step"] == 6
+
+
+def test_history_reports_model_flops_per_second(data):
+    # tokens/s x model FLOPs per token (lesson 07's count) = achieved FLOP/s; no MFU on a CPU.
+    from minillm import flops
+
+    tr, va = data
+    mc = tiny_model()
+    res = train(mc, tiny_train(steps=3), tr, va, log=None)
+    rec = res.history[-1]
+    assert rec["tflops"] == pytest.approx(rec["tokens_per_s"] * flops.model_flops_per_token(mc, 16) / 1e12)
+    assert rec["mfu"] is None
