@@ -166,6 +166,32 @@ def from_hf_model(hf_model: Any) -> GPT:
     return model.eval()
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (HF_HUB_OFFLINE=1: never)."""
+    import os
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _in_hf_cache(name: str) -> bool:
+    """Whether the model's config is already in the local Hugging Face cache."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # an invalid repo id, say: let from_pretrained report it
+        return False
+
+
 def from_pretrained(name: str = "gpt2") -> GPT:
     """Download (or read from the local cache) a Hugging Face model and convert it.
 
@@ -175,11 +201,19 @@ def from_pretrained(name: str = "gpt2") -> GPT:
         from transformers import AutoModelForCausalLM
     except ImportError:
         raise MiniLLMError("GPT.from_pretrained needs the interop extra: pip install -e '.[interop]'") from None
+    from pathlib import Path
+
+    if not Path(name).is_dir() and not _in_hf_cache(name) and not _hub_reachable():
+        # Fail in seconds, not after the hub client's minute of retries.
+        raise MiniLLMError(
+            f"could not load {name!r}: it is not in the local Hugging Face cache and huggingface.co "
+            f"cannot be reached (are you offline?). Download it once with network access, or pass "
+            f"a local folder.")
     try:
         hf_model = AutoModelForCausalLM.from_pretrained(name)
     except (OSError, ValueError, ConnectionError) as e:
         raise MiniLLMError(
             f"could not load {name!r} from Hugging Face ({type(e).__name__}): are you offline? "
-            f"Download it once with network access, or pass a local folder. Details: {str(e).splitlines()[0][:200]}"
-        ) from None
+            f"Download it once with network access, or pass a local folder. "
+            f"Details: {str(e).splitlines()[0][:200]}") from None
     return from_hf_model(hf_model)
