@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from minillm.utils import MiniLLMError
 
@@ -343,7 +342,7 @@ def load_run(checkpoint: str, device: str = "auto"):
     from pathlib import Path
 
     from minillm.device import pick_device
-    from minillm.model import load_checkpoint
+    from minillm.checkpoint import load_model
     from minillm.tokenizer import Tokenizer
 
     path = Path(checkpoint)
@@ -352,7 +351,7 @@ def load_run(checkpoint: str, device: str = "auto"):
     tok_path = path.parent / "tokenizer.json"
     if not tok_path.exists():
         raise MiniLLMError(f"no tokenizer.json beside {path}")
-    model = load_checkpoint(str(path), pick_device(device))
+    model = load_model(path, pick_device(device))
     return model, Tokenizer.load(tok_path)
 
 
@@ -367,7 +366,6 @@ def run(args: argparse.Namespace) -> int:
     s = score_text(model, tok, text, stride=args.stride)
     print(s)
     if args.text == "tinyworld":
-        import json
 
         stories = [world.story_from_text(line) for line in text.splitlines()]
         floor = world.entropy_floor(stories).bits_per_byte  # of exactly the scored stories

@@ -358,24 +358,7 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
 
-# --- checkpoints and the `minillm generate` command ----------------------------
-
-def load_checkpoint(path: str, device: str | torch.device = "cpu") -> GPT:
-    """A GPT from a checkpoint {"model": state_dict, "config": dict, ...} (loaded safely)."""
-    import os
-
-    if not os.path.exists(path):
-        raise MiniLLMError(f"checkpoint {path!r} not found (train one with `minillm train`)")
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise MiniLLMError(f"{path!r} is not a minillm checkpoint (needs 'model' and 'config')")
-    known = {f.name for f in dataclasses.fields(GPTConfig)}
-    config = GPTConfig(**{k: v for k, v in ckpt["config"].items() if k in known})
-    model = GPT(config)
-    state = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
-    model.load_state_dict(state)
-    return model.to(device).eval()
-
+# --- the `minillm generate` command ----------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
@@ -396,7 +379,9 @@ def run(args: argparse.Namespace) -> int:
 
     device = pick_device(args.device)
     if args.checkpoint.endswith(".pt") or os.path.isfile(args.checkpoint):
-        model = load_checkpoint(args.checkpoint, device)
+        from minillm.checkpoint import load_model
+
+        model = load_model(args.checkpoint, device)
         tok_path = os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "tokenizer.json")
         if not os.path.exists(tok_path):
             raise MiniLLMError(f"no tokenizer.json next to {args.checkpoint}")

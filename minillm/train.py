@@ -1,11 +1,7 @@
 """Pretraining a GPT, readable top to bottom (lesson 04).
 
-What it builds:
-- the from-scratch pieces, each tested equal to PyTorch's: `cross_entropy`,
-  the `AdamW` optimizer (Loshchilov & Hutter 2019, "Decoupled Weight Decay
-  Regularization") and `clip_grad_norm` (Pascanu et al. 2013);
-- `lr_at`: linear warmup then cosine decay to a floor (Loshchilov & Hutter 2017,
-  "SGDR"; the warmup + cosine recipe of GPT-3, Brown et al. 2020, App. B);
+What it builds (the from-scratch loss, AdamW, clipping and schedule are in
+`minillm/optim.py`, checkpoint files in `minillm/checkpoint.py`):
 - `train`: the loop. Random windows of the token stream, gradient accumulation,
   evaluation every N steps, mixed precision through `minillm.device.autocast`
   (bf16; fp16 with a grad scaler where bf16 is missing), optional `torch.compile`,
@@ -32,16 +28,17 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from minillm.checkpoint import load_checkpoint, save_checkpoint
 from minillm.data import batch_offsets, check_enough_tokens, get_batch, load_tokens
+from minillm.optim import lr_at, make_optimizer
 from minillm.device import autocast, bf16_supported, pick_device
-from minillm.utils import MiniLLMError, atomic_write, atomic_write_text, set_seed
+from minillm.utils import MiniLLMError, atomic_write_text, set_seed
 
 
 @dataclass
@@ -70,125 +67,6 @@ class TrainConfig:
     optimizer: str = field(default="torch", metadata={"help": "torch (torch.optim.AdamW) or minillm (our AdamW)"})
 
 
-# ---------------------------------------------------------------------------------
-# The from-scratch pieces (the reference path; the loop uses PyTorch's by default)
-# ---------------------------------------------------------------------------------
-
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Mean negative log-likelihood of `targets` under softmax(`logits`), in nats.
-
-    logits: (N, V) or (B, T, V); targets: (N,) or (B, T) ids, `ignore_index` rows skipped.
-    Written with the log-sum-exp trick: -log softmax(z)_y = logsumexp(z) - z_y.
-    Example: logits [[0, 0]] and target [1] -> log 2 = 0.6931.
-    """
-    ### BEGIN SOLUTION name=train.cross_entropy points=2
-    ### HINT: flatten to (N, V); subtract the row max, loss = logsumexp - logit of the target; average over kept rows.
-    z = logits.reshape(-1, logits.size(-1)).float()  # (N, V)
-    y = targets.reshape(-1)                           # (N,)
-    keep = y != ignore_index
-    z, y = z[keep], y[keep]
-    m = z.max(dim=-1, keepdim=True).values           # (N, 1): subtract for stability
-    logsumexp = (z - m).exp().sum(dim=-1).log() + m.squeeze(-1)  # (N,)
-    picked = z.gather(1, y[:, None]).squeeze(1)      # (N,): the target's logit
-    return (logsumexp - picked).mean()
-    ### END SOLUTION
-
-
-class AdamW(torch.optim.Optimizer):
-    """Adam with decoupled weight decay, written out (same results as torch.optim.AdamW).
-
-    For each parameter p with gradient g, at step t (1, 2, ...):
-        p <- p - lr * wd * p                       (decay, not part of the gradient)
-        m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
-        p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
-    """
-
-    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.01):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-
-    @torch.no_grad()
-    def step(self, closure: Callable | None = None):
-        loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.tensor(0.0)
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                self._update(p, p.grad, state, group["lr"], b1, b2, group["eps"], group["weight_decay"])
-        return loss
-
-    @staticmethod
-    def _update(p: torch.Tensor, g: torch.Tensor, state: dict, lr: float, b1: float, b2: float,
-                eps: float, weight_decay: float) -> None:
-        """One AdamW update of parameter `p` in place; `state` holds step, exp_avg, exp_avg_sq."""
-        ### BEGIN SOLUTION name=train.adamw points=3
-        ### HINT: decay p by (1 - lr*wd); update m and v; divide by the bias corrections 1 - b^t.
-        state["step"] += 1
-        t = state["step"].item()
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        p.mul_(1 - lr * weight_decay)                # decoupled weight decay
-        m.lerp_(g, 1 - b1)                           # m = b1 m + (1 - b1) g
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)      # v = b2 v + (1 - b2) g^2
-        m_hat = m / (1 - b1 ** t)
-        v_hat = v / (1 - b2 ** t)
-        p.addcdiv_(m_hat, v_hat.sqrt().add_(eps), value=-lr)
-        ### END SOLUTION
-
-
-def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Scale all gradients together so that their global L2 norm is at most `max_norm`.
-
-    Returns the norm before clipping. The scale is max_norm / (norm + 1e-6),
-    applied only when it is below 1 (PyTorch's convention).
-    Example: one gradient [3, 4] and max_norm 1 -> returns 5, gradient becomes [0.6, 0.8].
-    """
-    ### BEGIN SOLUTION name=train.clip_grad points=2
-    ### HINT: norm = sqrt(sum of every gradient's squared entries); multiply each grad by min(1, max_norm / (norm + 1e-6)).
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return torch.tensor(0.0)
-    norm = torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum().sqrt()
-    scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.detach().mul_(scale.to(g.dtype))
-    return norm
-    ### END SOLUTION
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate of step `step` (0-based): linear warmup, then cosine down to lr * min_lr_ratio.
-
-    Example (lr=1, warmup=10, steps=110, min_lr_ratio=0.1): step 0 -> 0.1, step 9 -> 1.0,
-    step 60 -> 0.55 (half way down the cosine), step 110 -> 0.1.
-    """
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    decay_steps = max(cfg.steps - cfg.warmup_steps, 1)
-    progress = min((step - cfg.warmup_steps) / decay_steps, 1.0)
-    cosine = 0.5 * (1 + math.cos(math.pi * progress))  # 1 -> 0
-    lo = cfg.lr * cfg.min_lr_ratio
-    return lo + (cfg.lr - lo) * cosine
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices (Linear, Embedding) but not on biases and norm gains."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [dict(params=[p for p in params if p.dim() >= 2], weight_decay=cfg.weight_decay),
-              dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]
-    kw = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
-    if cfg.optimizer == "torch":
-        return torch.optim.AdamW(groups, fused=device.type == "cuda" or None, **kw)
-    if cfg.optimizer == "minillm":
-        return AdamW(groups, **kw)
-    raise MiniLLMError(f"optimizer must be 'torch' or 'minillm', got {cfg.optimizer!r}")
-
-
 def resolve_dtype(dtype: str, device: torch.device) -> str:
     """'auto' -> bfloat16 on CUDA GPUs that have it, float16 on older GPUs, float32 elsewhere.
 
@@ -202,38 +80,6 @@ def resolve_dtype(dtype: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bfloat16" if bf16_supported(device) else "float16"
     return "float32"
-
-
-# ---------------------------------------------------------------------------------
-# Checkpoints
-# ---------------------------------------------------------------------------------
-
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """`torch.save(state)` atomically: a killed save leaves the previous file as it was."""
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint without executing code (`weights_only=True`)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "ckpt.pt"
-    if not path.exists():
-        raise MiniLLMError(f"no checkpoint at {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # a truncated or foreign file
-        raise MiniLLMError(f"cannot read checkpoint {path}: {e}") from None
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """The GPT stored in a checkpoint (a file or a run folder), in eval mode."""
-    from minillm.model import GPT, GPTConfig
-
-    ckpt = load_checkpoint(path, device)
-    model = GPT(GPTConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval()
 
 
 # ---------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from minillm.layers import (
     silu,
     swiglu,
 )
-from minillm.model import GPT, GPTConfig, load_checkpoint, sample_next
+from minillm.checkpoint import load_model
+from minillm.model import GPT, GPTConfig, sample_next
 
 TINY = dict(vocab_size=37, block_size=32, n_layer=2, n_head=4, n_embd=32)
 
@@ -332,11 +333,11 @@ def test_checkpoint_round_trip(tmp_path):
     model = GPT(tiny("llama"))
     path = tmp_path / "ckpt.pt"
     torch.save({"model": model.state_dict(), "config": dataclasses.asdict(model.config), "step": 3}, path)
-    loaded = load_checkpoint(str(path))
+    loaded = load_model(str(path))
     idx = torch.randint(0, 37, (1, 9))
     assert torch.equal(loaded(idx)[0], model(idx)[0])
     with pytest.raises(MiniLLMError, match="not found"):
-        load_checkpoint(str(tmp_path / "missing.pt"))
+        load_model(str(tmp_path / "missing.pt"))
 
 
 # --- Hugging Face equivalence (interop extra) ------------------------------------------

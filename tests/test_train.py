@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,9 @@ import torch.nn.functional as F
 
 from minillm import MiniLLMError
 from minillm.model import GPT, GPTConfig
-from minillm.train import (AdamW, TrainConfig, TrainingDiverged, clip_grad_norm, cross_entropy, load_checkpoint,
-                           lr_at, save_checkpoint, train)
+from minillm.checkpoint import load_checkpoint
+from minillm.optim import AdamW, clip_grad_norm, cross_entropy, lr_at
+from minillm.train import TrainConfig, TrainingDiverged, train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,13 +48,13 @@ def data():
 
 # --- from-scratch pieces vs PyTorch ------------------------------------------------
 
-@pytest.mark.exercise("train.cross_entropy")
+@pytest.mark.exercise("optim.cross_entropy")
 def test_cross_entropy_hand_example():
     # uniform over two classes: -log(1/2)
     assert cross_entropy(torch.zeros(1, 2), torch.tensor([1])).item() == pytest.approx(math.log(2), abs=1e-7)
 
 
-@pytest.mark.exercise("train.cross_entropy")
+@pytest.mark.exercise("optim.cross_entropy")
 def test_cross_entropy_matches_pytorch_with_ignored_targets():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 7, 50, generator=g) * 10  # large logits: needs the max trick
@@ -67,7 +67,7 @@ def test_cross_entropy_matches_pytorch_with_ignored_targets():
     assert math.isfinite(cross_entropy(big, torch.tensor([1])).item())
 
 
-@pytest.mark.exercise("train.adamw")
+@pytest.mark.exercise("optim.adamw")
 def test_adamw_matches_pytorch_over_many_steps():
     torch.manual_seed(0)
     a = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 3))
@@ -92,7 +92,7 @@ def test_adamw_matches_pytorch_over_many_steps():
         torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.exercise("train.clip_grad")
+@pytest.mark.exercise("optim.clip_grad")
 def test_clip_grad_norm_hand_example():
     p = torch.nn.Parameter(torch.zeros(2))
     p.grad = torch.tensor([3.0, 4.0])
@@ -101,7 +101,7 @@ def test_clip_grad_norm_hand_example():
     torch.testing.assert_close(p.grad, torch.tensor([0.6, 0.8]), atol=1e-6, rtol=0)
 
 
-@pytest.mark.exercise("train.clip_grad")
+@pytest.mark.exercise("optim.clip_grad")
 @pytest.mark.parametrize("max_norm", [0.1, 1.0, 100.0])  # clipped, and not clipped
 def test_clip_grad_norm_matches_pytorch(max_norm):
     g = torch.Generator().manual_seed(1)
@@ -139,7 +139,7 @@ def test_training_lowers_the_loss_and_reports(data):
     assert all(h["tokens_per_s"] > 0 for h in r.history)
 
 
-@pytest.mark.exercise("train.adamw")
+@pytest.mark.exercise("optim.adamw")
 def test_adamw_in_the_loop_trains_like_torchs(data):
     tr, va = data
     a = train(tiny_model(), tiny_train(optimizer="torch"), tr, log=None)
@@ -270,7 +270,7 @@ def test_mixed_precision_paths_run(data, dtype):
 
 KILL_SCRIPT = r"""
 import sys, time, torch
-import minillm.train as t
+import minillm.checkpoint as t
 path = sys.argv[1]
 t.save_checkpoint(path, {"step": 1, "w": torch.ones(1000)})
 real_save = torch.save
