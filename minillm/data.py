@@ -93,15 +93,24 @@ def iter_text_chunks(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> Ite
     encoding the whole file at once for any split pattern that does not merge
     across newlines (TinyWorld: one story per line).
     """
+    with open(path, encoding="utf-8") as f:
+        yield from join_lines(f, chunk_bytes)
+
+
+def join_lines(lines: Iterable[str], chunk_chars: int) -> Iterator[str]:
+    """Group lines (newlines kept) into pieces of about `chunk_chars` characters.
+
+    >>> list(join_lines(["ab\\n", "c\\n", "d\\n"], 4))
+    ['ab\\nc\\n', 'd\\n']
+    """
     buf: list[str] = []
     size = 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            buf.append(line)
-            size += len(line)
-            if size >= chunk_bytes:
-                yield "".join(buf)
-                buf, size = [], 0
+    for line in lines:
+        buf.append(line)
+        size += len(line)
+        if size >= chunk_chars:
+            yield "".join(buf)
+            buf, size = [], 0
     if buf:
         yield "".join(buf)
 
@@ -165,21 +174,10 @@ def tokenize_text(text: str, tokenizer, chunk_bytes: int = 1 << 20,
     """Encode a string (streamed in line-aligned chunks) into an array of ids (uint16 or uint32)."""
     if not text:
         raise MiniLLMError("the text is empty: there is nothing to tokenize")
-
-    def pieces() -> Iterator[str]:
-        buf, size = [], 0
-        for line in text.splitlines(keepends=True):
-            buf.append(line)
-            size += len(line)
-            if size >= chunk_bytes:
-                yield "".join(buf)
-                buf, size = [], 0
-        if buf:
-            yield "".join(buf)
-
+    pieces = join_lines(text.splitlines(keepends=True), chunk_bytes)
     dtype = token_dtype(tokenizer.vocab_size)
     return np.concatenate([np.asarray(p, dtype=dtype)
-                           for p in _encode_stream(tokenizer, pieces(), allowed_special)])
+                           for p in _encode_stream(tokenizer, pieces, allowed_special)])
 
 
 def check_enough_tokens(tokens: np.ndarray, block_size: int, what: str = "data") -> None:

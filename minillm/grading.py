@@ -570,6 +570,9 @@ def run_check(args: argparse.Namespace) -> int:
     lessons = assign.parse_lessons(args.lessons)
     exercises = [n for n in (args.exercises or "").replace(" ", "").split(",") if n] or None
     chosen = assign.select(regions, lessons or (None if exercises else ["all"]), exercises)
+    if not chosen:  # nothing to prove is not a proof (regions are read from files git tracks)
+        raise MiniLLMError("no exercise region found for that selection (new files must be committed "
+                           "or at least tracked by git before `assign check` sees them)")
     report = check_exercises(args.root, [r.name for r in chosen], Limits(timeout=args.timeout))
     bad = 0
     for name, problems in report.items():

@@ -33,6 +33,7 @@ from typing import Iterable, Iterator, Literal
 
 import regex
 
+from minillm.tokenizer_fast import merge_word
 from minillm.utils import MiniLLMError, atomic_write_text
 
 # The split patterns of tiktoken's `r50k_base` (GPT-2) and `cl100k_base` (GPT-4).
@@ -284,17 +285,8 @@ class Tokenizer:
             best = min(pairs, key=lambda p: rank.get(p, 1 << 62))
             if best not in rank:
                 break
-            a, b = best
-            new, out, i, n = merges[best], [], 0, len(ids)
-            while i < n:
-                if i + 1 < n and ids[i] == a and ids[i + 1] == b:
-                    out.append(new)
-                    i += 2
-                else:
-                    out.append(ids[i])
-                    i += 1
-            ids = out
-        return ids
+            ids = merge_word(ids, best[0], best[1], merges[best])
+        return list(ids)
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text` with every special-token string treated as plain text."""

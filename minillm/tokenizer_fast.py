@@ -54,7 +54,7 @@ def _inverted(b: bytes) -> tuple[int, ...]:
     return tuple(255 - x for x in b) + (256,)
 
 
-def _merge_word(word: tuple[int, ...], a: int, b: int, new: int) -> tuple[int, ...]:
+def merge_word(word: tuple[int, ...] | list[int], a: int, b: int, new: int) -> tuple[int, ...]:
     """Replace every non-overlapping (a, b) in `word`, left to right, by `new`."""
     out = []
     i, n = 0, len(word)
@@ -113,7 +113,7 @@ def train_bpe(text: str, n_merges: int, pattern: str, special_tokens: Iterable[s
         changed: set[tuple[int, int]] = set()
         for wi in where.pop((a, b)):
             word = words[wi]
-            merged = _merge_word(word, a, b, new)
+            merged = merge_word(word, a, b, new)
             if len(merged) == len(word):
                 continue  # the index is lazy too: this word lost the pair earlier
             f = freqs[wi]
