@@ -557,7 +557,7 @@ def training_memory(config, batch_size: int, seq_len: int | None = None, param_b
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from minillm.cli import add_dataclass_arguments
+    from minillm.config import add_dataclass_arguments
 
     parser.add_argument("--params", type=float, default=None, help="number of parameters, e.g. 405e9")
     parser.add_argument("--tokens", type=float, default=None,
@@ -593,7 +593,7 @@ def _load_config(path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from minillm.cli import dataclass_from_args
+    from minillm.config import dataclass_from_args
 
     a = dataclass_from_args(CostAssumptions, args)
     if args.config:

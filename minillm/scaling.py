@@ -602,7 +602,7 @@ def report(analysis: SweepAnalysis) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from minillm.cli import add_dataclass_arguments
+    from minillm.config import add_dataclass_arguments
 
     parser.add_argument("--full", action="store_true",
                         help=f"the longer sweep (sizes {FULL_SIZES}, steps {FULL_STEPS}): tens of minutes on a CPU")
@@ -614,7 +614,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from minillm.cli import dataclass_from_args
+    from minillm.config import dataclass_from_args
 
     cfg = dataclass_from_args(SweepConfig, args)
     if args.full:

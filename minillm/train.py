@@ -414,7 +414,7 @@ def plot_history(history: list[dict], floor_bits_per_byte: float | None = None):
 # ---------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from minillm.cli import add_dataclass_arguments
+    from minillm.config import add_dataclass_arguments
     from minillm.model import GPTConfig
 
     parser.add_argument("--data", default="tinyworld", help="tinyworld, a text file, or a corpus name (tinyshakespeare)")
@@ -459,7 +459,7 @@ def prepare_data(data: str, val_data: str | None, tokenizer, out: Path, vocab_si
 
 
 def run(args: argparse.Namespace) -> int:
-    from minillm.cli import dataclass_from_args
+    from minillm.config import dataclass_from_args
     from minillm.model import GPTConfig
 
     mcfg = dataclass_from_args(GPTConfig, args)
@@ -480,11 +480,3 @@ def run(args: argparse.Namespace) -> int:
               f"{result.final_val_loss / math.log(2) / bpt:.4f} bits/byte")
     print(f"checkpoint: {result.checkpoint}")
     return 0
-
-
-if __name__ == "__main__":  # torchrun --nproc_per_node 2 -m minillm.train ...
-    import sys
-
-    from minillm.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))
