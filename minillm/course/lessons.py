@@ -1,0 +1,63 @@
+"""The lesson map as data: lesson NN <-> reading <-> notebook <-> modules <-> test files.
+
+This is the one table the code reads (the README's lesson map shows the same rows to
+people; tests/test_assign.py checks that the two agree). A module's exercise regions
+belong to the lesson that lists the module; a notebook's regions to the lesson whose
+`NN_` starts the notebook's name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+
+@dataclass(frozen=True)
+class Lesson:
+    number: str                  # "00", "01", ...
+    title: str                   # as the README's lesson map shows it
+    reading: str                 # lessons/NN-topic.md
+    notebook: str                # notebooks/NN_topic.ipynb
+    modules: tuple[str, ...]     # minillm/*.py whose regions are this lesson's exercises
+    tests: tuple[str, ...]       # the test files that grade them (and `assign check` runs)
+
+
+LESSONS: tuple[Lesson, ...] = (
+    Lesson("00", "What it takes; TinyWorld", "lessons/00-tinyworld.md", "notebooks/00_tinyworld.ipynb",
+           ("minillm/world.py",), ("tests/test_world.py",)),
+    Lesson("01", "Tokens: byte-level BPE", "lessons/01-tokenizer.md", "notebooks/01_tokenizer.ipynb",
+           ("minillm/tokenizer.py", "minillm/tokenizer_fast.py"), ("tests/test_tokenizer.py",)),
+    Lesson("02", "Attention", "lessons/02-attention.md", "notebooks/02_attention.ipynb",
+           ("minillm/attention.py",), ("tests/test_attention.py",)),
+    Lesson("03", "A GPT you can load real weights into", "lessons/03-gpt.md", "notebooks/03_gpt.ipynb",
+           ("minillm/model.py", "minillm/layers.py", "minillm/interop.py"), ("tests/test_model.py",)),
+    Lesson("04", "Pretraining", "lessons/04-pretraining.md", "notebooks/04_pretraining.ipynb",
+           ("minillm/data.py", "minillm/optim.py", "minillm/train.py", "minillm/checkpoint.py"),
+           ("tests/test_data.py", "tests/test_train.py")),
+    Lesson("05", "Evaluation: perplexity, bits per byte, few-shot", "lessons/05-evaluation.md",
+           "notebooks/05_evaluation.ipynb", ("minillm/evaluate.py",), ("tests/test_evaluate.py",)),
+    Lesson("06", "Scaling laws", "lessons/06-scaling-laws.md", "notebooks/06_scaling_laws.ipynb",
+           ("minillm/scaling.py",), ("tests/test_scaling.py",)),
+    Lesson("07", "The cost of compute", "lessons/07-compute-cost.md", "notebooks/07_compute_cost.ipynb",
+           ("minillm/flops.py",), ("tests/test_flops.py",)),
+    Lesson("12", "Evaluating aligned models: battles and arena ratings", "lessons/12-arena.md",
+           "notebooks/12_arena.ipynb", ("minillm/ratings.py",), ("tests/test_ratings.py",)),
+)
+
+UNKNOWN = "??"  # the lesson of a file no lesson lists
+
+
+def lesson(number: str) -> Lesson | None:
+    """The lesson numbered `number` ("04"), or None."""
+    return next((ls for ls in LESSONS if ls.number == number), None)
+
+
+def lesson_of(path: str) -> str:
+    """The lesson a file's regions belong to: "minillm/world.py" -> "00",
+    "notebooks/03_gpt.ipynb" -> "03", "minillm/unknown.py" -> "??"."""
+    p = PurePosixPath(path)
+    if p.suffix == ".ipynb":
+        m = re.match(r"(\d{2})_", p.name)
+        return m.group(1) if m else UNKNOWN
+    return next((ls.number for ls in LESSONS if p.as_posix() in ls.modules), UNKNOWN)
