@@ -9,7 +9,13 @@ tests too: `--exercise` clears the project's `-m 'not slow'`.
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Triton kernels run on the CPU through Triton's interpreter, which must be chosen before
+# anything imports Triton (torch.compile does): set it here, before any test module loads.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

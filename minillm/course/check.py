@@ -9,6 +9,7 @@ without the grader's sandbox uid (but with its watchdog and limits).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import tempfile
@@ -24,8 +25,9 @@ def lesson_test_files(root: Path, number: str) -> list[str]:
     """The test files of a lesson: those marking its exercises, and the lesson table's."""
     names = {r.name for r in find_regions(root) if r.lesson == number}
     files = set(graded_test_files(root, names))
-    listed = set(lesson(number).tests) if lesson(number) else set()
-    return sorted(files | (listed & set(list_files(root))))
+    patterns = lesson(number).tests if lesson(number) else ()
+    listed = {f for f in list_files(root) if any(fnmatch.fnmatch(f, p) for p in patterns)}
+    return sorted(files | listed)
 
 
 def check_exercises(root: str | os.PathLike | None = None, names: list[str] | None = None,

@@ -19,8 +19,8 @@ class Lesson:
     title: str                   # as the README's lesson map shows it
     reading: str                 # lessons/NN-topic.md
     notebook: str                # notebooks/NN_topic.ipynb
-    modules: tuple[str, ...]     # minillm/*.py whose regions are this lesson's exercises
-    tests: tuple[str, ...]       # the test files that grade them (and `assign check` runs)
+    modules: tuple[str, ...]     # minillm/*.py (or a folder, "minillm/kernels/") whose regions are its exercises
+    tests: tuple[str, ...]       # the test files that grade them (glob patterns allowed)
 
 
 LESSONS: tuple[Lesson, ...] = (
@@ -43,6 +43,8 @@ LESSONS: tuple[Lesson, ...] = (
            ("minillm/flops.py",), ("tests/test_flops.py",)),
     Lesson("12", "Evaluating aligned models: battles and arena ratings", "lessons/12-arena.md",
            "notebooks/12_arena.ipynb", ("minillm/ratings.py",), ("tests/test_ratings.py",)),
+    Lesson("14", "The GPU path: fewer bits, fewer trips to memory, more GPUs", "lessons/14-gpu-path.md",
+           "notebooks/14_gpu_path.ipynb", ("minillm/kernels/",), ("tests/test_kernels_*.py",)),
 )
 
 UNKNOWN = "??"  # the lesson of a file no lesson lists
@@ -60,4 +62,9 @@ def lesson_of(path: str) -> str:
     if p.suffix == ".ipynb":
         m = re.match(r"(\d{2})_", p.name)
         return m.group(1) if m else UNKNOWN
-    return next((ls.number for ls in LESSONS if p.as_posix() in ls.modules), UNKNOWN)
+    return next((ls.number for ls in LESSONS if owns(ls, p.as_posix())), UNKNOWN)
+
+
+def owns(ls: Lesson, path: str) -> bool:
+    """Whether `path` is one of the lesson's modules (or inside one of its module folders)."""
+    return any(path == m or (m.endswith("/") and path.startswith(m)) for m in ls.modules)
