@@ -23,7 +23,7 @@ import warnings
 
 import torch
 
-from minillm import flops
+from minillm import cost, flops
 from minillm.device import pick_device
 from minillm.model import GPT, GPTConfig
 
@@ -32,7 +32,9 @@ def count_on_meta(config: GPTConfig, T: int) -> int:
     with torch.device("meta"):
         model = GPT(config)
         idx = torch.zeros(1, T, dtype=torch.long)
-    model._check_input = lambda idx, start: None  # meta tensors have no values to check
+    for check in ("_check_input", "_check_ids"):  # meta tensors have no values to check
+        if hasattr(model, check):
+            setattr(model, check, lambda *args, **kwargs: None)
     with flops._flop_counter() as counter:
         logits, _ = model(idx)
         logits.float().pow(2).mean().backward()
@@ -80,8 +82,8 @@ def part2(steps: int) -> None:
     tok_s = steps * B * T / (time.perf_counter() - t0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        peak = flops.peak_flops(None, "tf32" if device.type == "cuda" else "fp32")
-    m = flops.mfu(tok_s, per_token, peak)
+        peak = cost.peak_flops(None, "tf32" if device.type == "cuda" else "fp32")
+    m = cost.mfu(tok_s, per_token, peak)
     print(f"\n{device} fp32, {flops.count_parameters(cfg):,} parameters, B={B} T={T}: "
           f"{tok_s:,.0f} tokens/s x {per_token:,} FLOPs/token = {tok_s * per_token / 1e12:.3f} TFLOP/s; "
           f"MFU {'n/a (no peak for this device)' if m is None else f'{m:.1%}'}")

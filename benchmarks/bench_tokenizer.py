@@ -1,128 +1,255 @@
 """Benchmark lesson 01's tokenizer against the tools a user would pick instead.
 
-One run prints, per corpus, our figure beside Hugging Face `tokenizers` (Rust),
-tiktoken (Rust, fed our vocabulary through `Tokenizer.to_tiktoken`) and our own
-plain reference trainer:
+Prints, for one corpus, our figure beside Hugging Face `tokenizers` (Rust) and
+tiktoken (Rust, fed our vocabulary through `Tokenizer.to_tiktoken`), with the
+ratio, the medians of `--rounds` interleaved rounds (ours, theirs, ours, theirs,
+... so that a busy neighbour slows both alike), and the machine's load average
+before and after:
 
-* training time to `--vocab-size` ids (default 4096);
-* the plain reference trainer's time for the same vocabulary, extrapolated
-  linearly from its first `--reference-merges` merges (every merge rescans the
-  corpus; the first ones see the longest sequences, so this overestimates, about
-  2x on TinyWorld); `--full-reference` runs it to the end (minutes);
-* encode throughput (MB/s) of the whole text as one string, ours with a cold
-  and a warm pre-token cache.
+* training to `--vocab-size` ids: seconds and peak memory added by training (the
+  proportional set size of the process and its workers, sampled every 10 ms, above
+  the level with the corpus loaded), each run in a fresh process;
+* encoding: one string (cold and warm pre-token cache), a batch of lines (our
+  processes against tiktoken's and HF's threads), and our `encode_iterable`
+  (the path token files use) against one `encode`.
 
-Corpora: Python's own `pydoc_data` topics text (ships with every Python) and a
-1.1 MB slice of TinyWorld's train split. Run:
+`--baseline PATH` adds the trainer and encoder of another minillm checkout (e.g.
+`git worktree add /tmp/old HEAD~1`) as "before". Corpora: `pydoc` (Python's own
+`pydoc_data` topics, 0.47 MB), `tinyworld` (1.1 MB of the train split), `mixed`
+(TinyWorld, pydoc and the standard library's sources: 12.6 MB, or `--mb` megabytes
+in 20 slices spread over it). Run:
 
-    python benchmarks/bench_tokenizer.py            # about a minute on 2 cores
-    RAYON_NUM_THREADS=2 python benchmarks/bench_tokenizer.py --corpus pydoc
+    OMP_NUM_THREADS=1 python benchmarks/bench_tokenizer.py --corpus mixed --mb 12.6 --workers 2
+    RAYON_NUM_THREADS=2 python benchmarks/bench_tokenizer.py --corpus tinyworld --rounds 5
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-from minillm import world
-from minillm.tokenizer import ENDOFTEXT, Tokenizer, train_bpe_reference
+HERE = Path(__file__).resolve().parent.parent
 
 
-def corpus(name: str) -> str:
+def corpus(name: str, mb: float) -> str:
+    import pydoc_data.topics as topics
+
+    from minillm import world
+
+    docs = "\n".join(topics.topics[k] for k in sorted(topics.topics))
     if name == "pydoc":
-        import pydoc_data.topics as topics
+        return docs
+    if name == "tinyworld":
+        return world.load_split("train")[:1_100_000]
+    import sysconfig
 
-        return "\n".join(topics.topics[k] for k in sorted(topics.topics))
-    return world.load_split("train")[:1_100_000]
+    parts, size, full = [world.load_split("train"), docs], 4.5e6, max(mb, 12.6) * 1e6
+    for f in sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py")):
+        if size > full:
+            break
+        parts.append(f.read_text(encoding="utf-8", errors="replace"))
+        size += len(parts[-1])
+    text = "\n".join(parts).encode("utf-8", "replace")[:int(full)].decode("utf-8", "ignore")
+    if mb * 1e6 >= full:
+        return text
+    # a smaller corpus: 20 evenly spaced slices, so it mixes stories, docs and code alike
+    step, n = len(text) // 20, int(mb * 1e6) // 20
+    return "".join(text[k * step:k * step + n] for k in range(20))
 
 
-def timed(fn, repeat: int = 1):
-    best, out = float("inf"), None
-    for _ in range(repeat):
+def _pss_mb(pid: int | str = "self") -> float:
+    """Proportional set size: pages shared with forked workers are split between them,
+    so parent + workers is not double counted (Linux; 0 elsewhere)."""
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []
+
+
+class PeakMemory:
+    """Samples this process's memory plus its children's every 10 ms; `.peak_mb` is the
+    highest total above the level when sampling started (the corpus already loaded)."""
+
+    def __enter__(self):
+        import gc
+        import threading
+
+        gc.collect()
+        self.base, self.peak, self.stop = _pss_mb(), 0.0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self):
+        pid = os.getpid()
+        while not self.stop.wait(0.01):
+            total = _pss_mb() + sum(_pss_mb(c) for c in _children(pid))
+            self.peak = max(self.peak, total)
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.peak_mb = max(0.0, self.peak - self.base)
+
+
+def job(kind: str, name: str, mb: float, vocab_size: int, workers: int) -> dict:
+    """One training run in this (fresh) process: seconds and peak memory."""
+    text = corpus(name, mb)
+    if kind == "hf":  # imports outside the timed region, for both tools
+        from tokenizers import Tokenizer as HF
+        from tokenizers import models, pre_tokenizers, trainers
+    else:
+        from minillm.tokenizer import Tokenizer
+    with PeakMemory() as mem:
         t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+        if kind == "hf":
+            tok = HF(models.BPE())
+            tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                          show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+            tok.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)  # lines, as HF's docs feed it
+            n = tok.get_vocab_size()
+        else:
+            kw = {"workers": workers} if kind == "ours" else {}  # a baseline may predate `workers`
+            tok = Tokenizer.train(text, vocab_size, pattern="gpt2", **kw)
+            n = tok.vocab_size
+        seconds = time.perf_counter() - t0
+    return {"s": seconds, "peak_mb": mem.peak_mb, "vocab": n}
 
 
-def hf_train(text: str, vocab_size: int):
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import decoders, models, pre_tokenizers, trainers
-
-    tok = HFTokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[ENDOFTEXT], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    # lines, as HF's docs feed it (one huge string would be pre-tokenized on one thread)
-    tok.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
-    return tok
+def run_job(kind: str, args, pythonpath: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=pythonpath, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, __file__, "--job", kind, "--corpus", args.corpus, "--mb", str(args.mb),
+                          "--vocab-size", str(args.vocab_size), "--workers", str(args.workers)],
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench(name: str, vocab_size: int, reference_merges: int, full_reference: bool) -> None:
-    text = corpus(name)
-    mb = len(text.encode()) / 1e6
-    print(f"\n## {name}: {mb:.2f} MB, vocab {vocab_size}, GPT-2 split pattern for all (HF's ByteLevel uses it)")
-    rows = []
+def table(rows: list[tuple[str, ...]]) -> None:
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for k, r in enumerate(rows):
+        print("| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(r)) + " |")
+        if k == 0:
+            print("| " + " | ".join("-" * w[i] for i in range(len(r))) + " |")
 
-    t_ours, tok = timed(lambda: Tokenizer.train(text, vocab_size, pattern="gpt2"))
-    rows.append(("train", "minillm fast trainer (pure Python)", f"{t_ours:.2f} s", f"{len(tok.merges)} merges"))
-    n_ref = len(tok.merges) if full_reference else min(reference_merges, len(tok.merges))
-    t_ref, ref = timed(lambda: train_bpe_reference(text, 256 + n_ref + 1, "gpt2"))
-    assert list(ref.merges) == list(tok.merges)[:n_ref], "reference and fast trainer disagree"
-    t_ref_all = t_ref * len(tok.merges) / n_ref
-    # early merges rescan the longest sequences, so a linear extrapolation overestimates
-    # (about 2x for TinyWorld at vocab 512: 138.6 s measured vs ~300 s extrapolated)
-    how = "measured" if n_ref == len(tok.merges) else f"extrapolated from {n_ref} merges (an overestimate)"
-    rows.append(("train", "minillm reference trainer (plain BPE)", f"{t_ref_all:.1f} s",
-                 f"{how}; fast is {t_ref_all / t_ours:.0f}x faster"))
+
+def bench_train(args) -> None:
+    kinds = {"ours": str(HERE), "hf": str(HERE)}
+    if args.baseline:
+        kinds["before"] = str(Path(args.baseline).resolve())
+    got: dict[str, list[dict]] = {k: [] for k in kinds}
+    for _ in range(args.rounds):  # interleaved: ours, HF, before, ours, HF, before, ...
+        for kind, path in kinds.items():
+            try:
+                got[kind].append(run_job(kind, args, path))
+            except subprocess.CalledProcessError as e:
+                print(f"{kind}: failed ({e.stderr.strip().splitlines()[-1:]})")
+                got[kind] = []
+    med = {k: (statistics.median(r["s"] for r in v), max(r["peak_mb"] for r in v), v[0]["vocab"])
+           for k, v in got.items() if v}
+    rows = [("train (median of %d)" % args.rounds, "seconds", "peak MB added", "vocab", "time / HF", "memory / HF")]
+    names = {"ours": f"minillm ({args.workers} workers, pure Python)", "hf": "HF tokenizers (Rust)",
+             "before": "minillm before (--baseline)"}
+    for k, (s, m, v) in med.items():
+        ratio = (f"{s / med['hf'][0]:.2f}x", f"{m / med['hf'][1]:.2f}x") if "hf" in med else ("", "")
+        rows.append((names[k], f"{s:.2f}", f"{m:.0f}", str(v), *ratio))
+    table(rows)
+
+
+def bench_encode(args) -> None:
+    from minillm.tokenizer import Tokenizer
+
+    text = corpus(args.corpus, args.mb)
+    mb = len(text.encode("utf-8", "replace")) / 1e6
+    lines = text.splitlines(keepends=True)
     try:
-        t_hf, hf = timed(lambda: hf_train(text, vocab_size))
-        rows.append(("train", "HF tokenizers (Rust)", f"{t_hf:.2f} s",
-                     f"ours / HF = {t_ours / t_hf:.1f}x; RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'all')}"))
-    except ImportError:
-        hf = None
-
-    tok._cache.clear()
-    t_cold, ids = timed(lambda: tok.encode(text))
-    t_warm, _ = timed(lambda: tok.encode(text), repeat=3)
-    rows.append(("encode", "minillm, cold cache (pure Python)", f"{mb / t_cold:.2f} MB/s", f"{len(text.encode()) / len(ids):.2f} bytes/token"))
-    rows.append(("encode", "minillm, warm cache (pure Python)", f"{mb / t_warm:.2f} MB/s", ""))
-    if hf is not None:
-        t_hf_enc, enc = timed(lambda: hf.encode(text), repeat=3)
-        rows.append(("encode", "HF tokenizers, one string", f"{mb / t_hf_enc:.2f} MB/s", f"{len(text.encode()) / len(enc.ids):.2f} bytes/token"))
-        lines = text.splitlines(keepends=True)
-        t_hf_b, _ = timed(lambda: hf.encode_batch(lines), repeat=3)
-        rows.append(("encode", "HF tokenizers, encode_batch(lines)", f"{mb / t_hf_b:.2f} MB/s", "parallel over lines"))
+        tok = Tokenizer.train(text, args.vocab_size, pattern="gpt2", workers=args.workers)
+    except TypeError:  # a --baseline checkout from before `workers`
+        tok = Tokenizer.train(text, args.vocab_size, pattern="gpt2")
+    timers = {
+        "minillm encode, cold cache": lambda: (tok._cache.clear(), tok.encode(text, disallowed_special=()))[1],
+        "minillm encode, warm cache": lambda: tok.encode(text, disallowed_special=()),
+        "minillm encode_iterable(lines), cold":
+            lambda: (tok._cache.clear(), list(tok.encode_iterable(lines, disallowed_special=())))[1],
+    }
+    if hasattr(tok, "encode_batch"):  # a --baseline checkout may predate it
+        timers[f"minillm encode_batch(lines), {args.workers} processes, cold"] = lambda: (
+            tok._cache.clear(), tok.encode_batch(lines, disallowed_special=(), workers=args.workers))[1]
     try:
-        enc_tt = tok.to_tiktoken()
-        t_tt, tt_ids = timed(lambda: enc_tt.encode_ordinary(text), repeat=3)
-        assert tt_ids == ids, "tiktoken with our ranks gives different ids"
-        rows.append(("encode", "tiktoken with our ranks (to_tiktoken)", f"{mb / t_tt:.2f} MB/s", "ids identical to ours"))
-        t_tt_b, _ = timed(lambda: enc_tt.encode_ordinary_batch(text.splitlines(keepends=True)), repeat=3)
-        rows.append(("encode", "tiktoken, encode_ordinary_batch(lines)", f"{mb / t_tt_b:.2f} MB/s", "threads over lines"))
+        enc = tok.to_tiktoken()
+        assert enc.encode_ordinary(text) == tok.encode(text, disallowed_special=()), "ids differ from tiktoken"
+        timers["tiktoken encode_ordinary (our ranks)"] = lambda: enc.encode_ordinary(text)
+        timers[f"tiktoken encode_ordinary_batch(lines), {args.workers} threads"] = \
+            lambda: enc.encode_ordinary_batch(lines, num_threads=args.workers)
     except ImportError:
         pass
+    try:
+        import tokenizers
 
-    w = [max(len(r[i]) for r in rows) for i in range(4)]
-    print(f"| {'step':<{w[0]}} | {'tool':<{w[1]}} | {'result':<{w[2]}} | note |")
-    print(f"| {'-' * w[0]} | {'-' * w[1]} | {'-' * w[2]} | --- |")
-    for r in rows:
-        print(f"| {r[0]:<{w[0]}} | {r[1]:<{w[1]}} | {r[2]:<{w[2]}} | {r[3]} |")
+        folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_tok_{os.getpid()}"
+        vocab, merges = tok.to_gpt2_files(folder)
+        hf = tokenizers.ByteLevelBPETokenizer(str(vocab), str(merges), add_prefix_space=False)
+        timers["HF tokenizers encode (our merges)"] = lambda: hf.encode(text)
+        timers["HF tokenizers encode_batch(lines)"] = lambda: hf.encode_batch(lines)
+    except ImportError:
+        pass
+    times: dict[str, list[float]] = {k: [] for k in timers}
+    for _ in range(args.rounds):  # interleaved rounds
+        for k, fn in timers.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    speed = {k: mb / statistics.median(v) for k, v in times.items()}
+    tt = speed.get("tiktoken encode_ordinary (our ranks)")
+    ttb = speed.get(f"tiktoken encode_ordinary_batch(lines), {args.workers} threads")
+    rows = [(f"encode {mb:.2f} MB (median of {args.rounds})", "MB/s", "/ tiktoken one string", "/ tiktoken batch")]
+    for k, v in speed.items():
+        rows.append((k, f"{v:.2f}", f"{v / tt:.2f}" if tt else "", f"{v / ttb:.2f}" if ttb else ""))
+    table(rows)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--corpus", choices=["pydoc", "tinyworld", "both"], default="both")
+    p.add_argument("--corpus", choices=["pydoc", "tinyworld", "mixed"], default="pydoc")
+    p.add_argument("--mb", type=float, default=12.6, help="size of the mixed corpus")
     p.add_argument("--vocab-size", type=int, default=4096)
-    p.add_argument("--reference-merges", type=int, default=16, help="merges the slow reference trainer runs")
-    p.add_argument("--full-reference", action="store_true", help="run the reference trainer to the end (minutes)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="our processes, tiktoken's threads")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are printed")
+    p.add_argument("--baseline", help="another minillm checkout to time as 'before'")
+    p.add_argument("--skip", choices=["train", "encode"], help="leave one half out")
+    p.add_argument("--job", help=argparse.SUPPRESS)
     args = p.parse_args()
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
-    for name in (["pydoc", "tinyworld"] if args.corpus == "both" else [args.corpus]):
-        bench(name, args.vocab_size, args.reference_merges, args.full_reference)
+    if args.job:
+        print(json.dumps(job(args.job, args.corpus, args.mb, args.vocab_size, args.workers)))
+        return
+    load0 = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {load0[0]:.2f} (1 min) before; "
+          f"corpus {args.corpus}, vocab {args.vocab_size}, GPT-2 split pattern for all (HF's ByteLevel uses it), "
+          f"RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'all')}")
+    if args.skip != "train":
+        bench_train(args)
+    if args.skip != "encode":
+        bench_encode(args)
+    load1 = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"load average {load1[0]:.2f} (1 min) after, on {os.cpu_count()} CPUs: "
+          f"{'a busy machine: both figures slowed, the ratios are the point' if load1[0] > 1 else 'a quiet machine'}")
 
 
 if __name__ == "__main__":

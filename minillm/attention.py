@@ -11,6 +11,7 @@ What it builds, one testable step at a time:
 5. `CausalSelfAttention`: the `nn.Module` the GPT uses. Its fast path calls
    `torch.nn.functional.scaled_dot_product_attention` (fused, flash / memory-efficient
    kernels where the hardware has them); tests prove it equal to steps 1-4.
+   `attention_mask_for` turns a padding or packing mask into the mask it takes.
 6. `KVCache`: keys and values of the tokens already seen, so that generating one
    more token costs one query instead of recomputing the whole prefix.
 
@@ -33,6 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from minillm.utils import MiniLLMError
+
 # ---------------------------------------------------------------------------
 # Reference path: plain tensor code a student writes and reads.
 # ---------------------------------------------------------------------------
@@ -51,7 +54,7 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     tensor([0.5000, 0.5000])
     """
     ### BEGIN SOLUTION name=attention.softmax points=2
-    ### HINT: m = x.amax(dim, keepdim=True); guard rows whose max is -inf; e = exp(x - m); return e / e.sum(dim, keepdim=True)
+    ### HINT: exp(x - c) / sum(exp(x - c)) is the same for every constant c: which c keeps every exponent <= 0? What should a row with no finite entry give?
     m = x.amax(dim=dim, keepdim=True)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # an all -inf row: avoid -inf - -inf = nan
     e = torch.exp(x - m)
@@ -76,7 +79,10 @@ def causal_mask(t_q: int, t_k: int | None = None, device: torch.device | str | N
     t_k = t_q if t_k is None else t_k
     if t_k < t_q:
         raise ValueError(f"causal_mask: t_k={t_k} < t_q={t_q}")
+    ### BEGIN SOLUTION name=attention.causal_mask points=1
+    ### HINT: the queries are the last t_q of the t_k positions: at which key position does query 0 stop seeing?
     return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(diagonal=t_k - t_q)
+    ### END SOLUTION
 
 
 def padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -110,7 +116,7 @@ def scaled_dot_product_attention(
     [1.0, 0.0]
     """
     ### BEGIN SOLUTION name=attention.sdpa points=3
-    ### HINT: scores = q @ k.transpose(-2, -1) / sqrt(hs); masked_fill(~mask, -inf); weights = softmax(scores); out = weights @ v
+    ### HINT: one score per (query, key) pair, scaled so its variance does not grow with hs; a hidden key's score must vanish after the softmax; the output mixes the values by the weights.
     hs = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(hs)  # (..., Tq, hs) @ (..., hs, Tk) -> (..., Tq, Tk)
     if is_causal:
@@ -131,7 +137,7 @@ def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
     [[2.0, 3.0], [6.0, 7.0]]
     """
     ### BEGIN SOLUTION name=attention.split_heads points=1
-    ### HINT: x.view(B, T, n_head, C // n_head), then swap the T and nh axes with .transpose(1, 2)
+    ### HINT: the channels of one head are neighbours: first cut the last axis into (nh, hs), then move the head axis in front of time.
     B, T, C = x.shape
     return x.view(B, T, n_head, C // n_head).transpose(1, 2)  # (B, T, nh, hs) -> (B, nh, T, hs)
     ### END SOLUTION
@@ -140,7 +146,7 @@ def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(B, nh, T, hs) -> (B, T, C): the inverse of `split_heads`."""
     ### BEGIN SOLUTION name=attention.merge_heads points=1
-    ### HINT: transpose(1, 2) back to (B, T, nh, hs), then .contiguous().view(B, T, nh * hs)
+    ### HINT: undo split_heads step by step, in reverse order (a view needs contiguous memory).
     B, nh, T, hs = x.shape
     return x.transpose(1, 2).contiguous().view(B, T, nh * hs)  # (B, T, nh, hs) -> (B, T, C)
     ### END SOLUTION
@@ -187,6 +193,42 @@ def multi_head_attention(
 # ---------------------------------------------------------------------------
 
 
+def _causal_by_index(t_q: int, t_k: int, device) -> torch.Tensor:
+    """(Tq, Tk) True where key index <= query index, the queries being the last Tq keys."""
+    q_at = torch.arange(t_k - t_q, t_k, device=device)  # (Tq,) each query's own key index
+    return torch.arange(t_k, device=device)[None, :] <= q_at[:, None]  # (Tq, Tk)
+
+
+def attention_mask_for(attention_mask: torch.Tensor | None, batch_size: int, t_q: int, t_k: int,
+                       device: torch.device | str | None = None) -> torch.Tensor | None:
+    """The boolean (B, 1, Tq, Tk) mask the model's attention uses, or None (plain causal).
+
+    attention_mask: (B, Tk) 1/0 "is a real token" (padding), or a boolean (B, Tq, Tk)
+    "query i may attend key j" (packing). Either is AND-ed with the causal mask (the
+    queries are the last Tq of the Tk positions), then each query may always see
+    itself, so that a padding query has no empty softmax (its output is garbage that
+    no real token reads, but finite).
+
+    >>> attention_mask_for(torch.tensor([[0, 1, 1]]), 1, 3, 3)[0, 0].int()
+    tensor([[1, 0, 0],
+            [0, 1, 0],
+            [0, 1, 1]], dtype=torch.int32)
+    """
+    if attention_mask is None:
+        return None
+    am = attention_mask.to(device)
+    if am.dim() == 2 and am.shape == (batch_size, t_k):
+        allowed = am.bool()[:, None, :]  # (B, 1, Tk): the same keys for every query
+    elif am.dim() == 3 and am.shape == (batch_size, t_q, t_k) and am.dtype == torch.bool:
+        allowed = am  # (B, Tq, Tk)
+    else:
+        raise MiniLLMError(f"attention_mask must be a ({batch_size}, {t_k}) 1/0 padding mask or a boolean "
+                           f"({batch_size}, {t_q}, {t_k}) mask, got {tuple(am.shape)} {am.dtype}")
+    causal = _causal_by_index(t_q, t_k, am.device)  # (Tq, Tk)
+    itself = torch.arange(t_k, device=am.device)[None, :] == torch.arange(t_k - t_q, t_k, device=am.device)[:, None]
+    return ((allowed & causal) | itself)[:, None]  # (B, 1, Tq, Tk), broadcast over heads
+
+
 def fast_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -203,7 +245,7 @@ def fast_attention(
     """
     t_q, t_k = q.size(-2), k.size(-2)
     if is_causal and (t_q != t_k or mask is not None):
-        causal = causal_mask(t_q, t_k, device=q.device)
+        causal = _causal_by_index(t_q, t_k, q.device)
         mask = causal if mask is None else (mask & causal)
         is_causal = False
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
@@ -271,39 +313,43 @@ class CausalSelfAttention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        rope: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+        rope: Callable[[torch.Tensor], torch.Tensor] | None = None,
         cache: KVCache | None = None,
         layer: int = 0,
+        mask: torch.Tensor | None = None,
         return_weights: bool = False,
     ):
         """x (B, T, C) -> y (B, T, C) [, weights (B, nh, T, Tk)].
 
-        `rope(t, start_pos)` rotates q and k (LLaMA style); `cache` holds earlier
-        positions (then the T new tokens sit at positions cache.pos ..).
+        `rope(qk)` rotates queries and keys together, (B, T, nh + nkv, hs) -> same
+        (LLaMA style; the model builds it for the right positions). `cache` holds
+        earlier positions (the T new tokens sit at positions cache.pos ..). `mask`: a
+        boolean (B, 1, T, Tk) from `attention_mask_for`, causality included; None =
+        plain causal attention.
         """
         B, T, C = x.shape
         nh, nkv, hs = self.n_head, self.n_kv_head, self.head_size
-        q, k, v = self.c_attn(x).split([nh * hs, nkv * hs, nkv * hs], dim=2)
-        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
-        v = v.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
-        start = cache.pos if cache is not None else 0
+        qkv = self.c_attn(x).view(B, T, nh + 2 * nkv, hs)  # (B, T, nh + 2 nkv, hs): q heads, k heads, v heads
+        qk, v = qkv.split([nh + nkv, nkv], dim=2)
         if rope is not None:
-            q, k = rope(q, start), rope(k, start)
+            qk = rope(qk)  # one call rotates q and k
+        q, k = qk.split([nh, nkv], dim=2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh | nkv, T, hs)
         if cache is not None:
-            k, v = cache.update(layer, k, v)  # (B, nkv, start + T, hs)
+            k, v = cache.update(layer, k, v)  # (B, nkv, cache.pos + T, hs)
             k, v = k.to(q.dtype), v.to(q.dtype)  # under autocast the cache may hold another dtype
         k, v = repeat_kv(k, nh // nkv), repeat_kv(v, nh // nkv)  # (B, nh, Tk, hs)
+        # T == 1 with a cache and no mask: the one new query may see every key.
+        causal = mask is None and T > 1
         weights = None
         if return_weights:
-            # Explicit weights for plotting (torch.softmax, not the exercise's softmax).
-            scores = q @ k.transpose(-2, -1) / math.sqrt(hs)  # (B, nh, T, Tk)
-            scores = scores.masked_fill(~causal_mask(T, k.size(2), device=x.device), float("-inf"))
-            weights = torch.softmax(scores, dim=-1)
+            # The weights come from the same fused kernel: attending over values that are
+            # the identity matrix returns softmax(q k^T / sqrt(hs)) @ I = the weights themselves.
+            eye = torch.eye(k.size(2), dtype=q.dtype, device=q.device).expand(B, nh, -1, -1)  # (B, nh, Tk, Tk)
+            weights = fast_attention(q, k, eye, mask=mask, is_causal=causal)  # (B, nh, T, Tk)
             y = weights @ v  # (B, nh, T, hs)
         else:
-            # T == 1 with a cache: the one new query may see every key, no mask needed.
-            y = fast_attention(q, k, v, is_causal=T > 1,
+            y = fast_attention(q, k, v, mask=mask, is_causal=causal,
                                dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
         y = self.resid_dropout(self.c_proj(y))

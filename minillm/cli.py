@@ -2,7 +2,8 @@
 
 `minillm COMMAND ...` looks COMMAND up in `minillm.commands.COMMANDS`, lets the
 command module add its flags and runs it. A `MiniLLMError` becomes one `error:`
-line on stderr and exit code 2; Ctrl-C exits with 130.
+line on stderr and exit code 2; Ctrl-C is one `error: interrupted` line and exit
+code 130 (128 + SIGINT, as shells expect).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("error: interrupted (files are written whole or not at all: rerun, or --resume where the "
+              "command has it)", file=sys.stderr)
         return 130
 
 

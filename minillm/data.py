@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import struct
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -180,6 +181,40 @@ def tokenize_text(text: str, tokenizer, chunk_bytes: int = 1 << 20,
                            for p in _encode_stream(tokenizer, pieces, allowed_special)])
 
 
+@dataclass
+class TokenFile:
+    """A token file written by `write_token_files`, with what it encodes."""
+
+    path: Path
+    n_tokens: int
+    n_bytes: int            # UTF-8 bytes of the text it encodes
+
+    @property
+    def bytes_per_token(self) -> float:
+        return self.n_bytes / max(self.n_tokens, 1)
+
+
+def write_token_files(out_dir: str | os.PathLike, tokenizer, texts: dict[str, str | Path], *,
+                      progress: bool = False, allowed_special: str | set[str] = "none") -> dict[str, TokenFile]:
+    """Text -> token files: the one way `train`, `speedrun`, `sweep` and the notebooks tokenize.
+
+    `texts` maps a split name to its text: a `str` is the text itself, a `Path` a UTF-8
+    text file (streamed, never read whole). Writes OUT_DIR/NAME.bin per split.
+    """
+    out = {}
+    for name, text in texts.items():
+        path = Path(out_dir) / f"{name}.bin"
+        if isinstance(text, Path):
+            n = tokenize_file(text, tokenizer, path, progress=progress, allowed_special=allowed_special)
+            n_bytes = text.stat().st_size
+        else:
+            n = write_tokens(path, [tokenize_text(text, tokenizer, allowed_special=allowed_special)],
+                             tokenizer.vocab_size)
+            n_bytes = len(text.encode("utf-8"))
+        out[name] = TokenFile(path, n, n_bytes)
+    return out
+
+
 def check_enough_tokens(tokens: np.ndarray, block_size: int, what: str = "data") -> None:
     """A batch window needs block_size + 1 ids (inputs plus the shifted targets)."""
     if len(tokens) < block_size + 1:
@@ -253,12 +288,14 @@ CORPORA = {
 }
 
 
-def load_corpus(name_or_path: str, split: str = "train", cache_dir: str | os.PathLike | None = None) -> str:
+def load_corpus(name_or_path: str, split: str = "train", cache_dir: str | os.PathLike | None = None,
+                purpose: str = "train on") -> str:
     """The text of a corpus: 'tinyworld' (embedded), a local text file, or a name in CORPORA.
 
     A named corpus is downloaded once into `cache_dir` (default ~/.cache/minillm);
     offline, it fails with a message that says how to proceed instead of hanging.
-    `split` only applies to TinyWorld ('train' or 'val').
+    `split` only applies to TinyWorld ('train' or 'val'); `purpose` finishes the message
+    for an empty file ("... there is nothing to train on").
     """
     if name_or_path == "tinyworld":
         from minillm import world
@@ -268,9 +305,9 @@ def load_corpus(name_or_path: str, split: str = "train", cache_dir: str | os.Pat
     if path.exists():
         if path.is_dir():
             raise MiniLLMError(f"{path} is a folder; give a text file")
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path)
         if not text:
-            raise MiniLLMError(f"{path} is empty: there is nothing to train on")
+            raise MiniLLMError(f"{path} is empty: there is nothing to {purpose}")
         return text
     if name_or_path not in CORPORA:
         raise MiniLLMError(f"no file {name_or_path!r} and no known corpus of that name "
@@ -286,4 +323,15 @@ def load_corpus(name_or_path: str, split: str = "train", cache_dir: str | os.Pat
             raise MiniLLMError(f"could not download {name_or_path} from {url} ({e}); are you offline? "
                                f"Download it by hand and pass the file's path instead") from None
         atomic_write(target, lambda tmp: Path(tmp).write_bytes(data))
-    return target.read_text(encoding="utf-8")
+    return read_text_file(target)
+
+
+def read_text_file(path: str | os.PathLike) -> str:
+    """A UTF-8 text file's text; unreadable or not UTF-8 is a one-line MiniLLMError."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise MiniLLMError(f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}): "
+                           "give a text file") from None
+    except OSError as e:
+        raise MiniLLMError(f"cannot read {path}: {e.strerror or e}") from None

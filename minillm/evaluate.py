@@ -10,10 +10,10 @@ What it builds:
   the tokenizer; bits per byte divides the same total information by the bytes
   of the text and compares models with different tokenizers, and with
   TinyWorld's entropy floor (Shannon 1948; bits/byte as in Gao et al. 2020, "The Pile");
-- multiple-choice evaluation by log-likelihood (the MMLU recipe, Hendrycks et
-  al. 2021; k-shot prompts as in GPT-3, Brown et al. 2020): each choice is scored
-  by the log-probability of its tokens after the prompt; accuracy with a Wilson
-  95% interval (Wilson 1927);
+- multiple-choice evaluation by log-likelihood, two ways: each choice's own text
+  scored after the prompt (GPT-3's method, Brown et al. 2020, with k-shot prompts),
+  or the choices listed as lettered lines and the answer letter scored (MMLU's
+  harness, Hendrycks et al. 2021); accuracy with a Wilson 95% interval (Wilson 1927);
 - a contamination check: word 13-gram overlap between evaluation items and the
   training text (the GPT-3 paper's test, App. C), plus exact duplicates.
 
@@ -23,7 +23,6 @@ judge), calibration, length-normalized scoring variants beyond per-token mean.
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import re
@@ -197,13 +196,24 @@ def choice_logprobs(model: nn.Module, context: list[int], choices: list[list[int
     return out
 
 
-def format_example(story: str, question: str, answer: str | None = None) -> str:
+LETTERS = "ABCDEFGHIJ"
+
+
+def format_example(story: str, question: str, answer: str | None = None, choices: list[str] | None = None) -> str:
     """One question in the prompt format; without `answer` it ends where the answer goes.
+
+    With `choices` they are listed under the question as lettered lines (MMLU's format),
+    and the answer is then a letter.
 
     >>> format_example("S.", "Q?", "A")
     'S.\\nQuestion: Q?\\nAnswer: A\\n'
+    >>> format_example("S.", "Q?", choices=["red", "blue"])
+    'S.\\nQuestion: Q?\\nA. red\\nB. blue\\nAnswer:'
     """
-    head = f"{story}\nQuestion: {question}\nAnswer:"
+    head = f"{story}\nQuestion: {question}\n"
+    if choices is not None:
+        head += "".join(f"{LETTERS[i]}. {c}\n" for i, c in enumerate(choices))
+    head += "Answer:"
     return head if answer is None else f"{head} {answer}\n"
 
 
@@ -228,24 +238,47 @@ class MCResult:
     chance: float
     shots: int
     by_kind: dict[str, float]
+    scoring: str = "text"   # "text": each choice's own tokens (GPT-3); "letter": the answer letter (MMLU)
 
     def __str__(self) -> str:
         lo, hi = self.ci95
-        return (f"{self.shots}-shot accuracy {self.accuracy:.3f} (95% CI [{lo:.3f}, {hi:.3f}], n={self.n}, "
+        how = "" if self.scoring == "text" else " (answer letters)"
+        return (f"{self.shots}-shot accuracy{how} {self.accuracy:.3f} (95% CI [{lo:.3f}, {hi:.3f}], n={self.n}, "
                 f"chance {self.chance:.2f})")
 
 
+def _prompt_and_candidates(item: dict, examples: list[dict], scoring: str) -> tuple[str, list[str]]:
+    """The prompt (shots, then the question) and the texts to score after it."""
+    if scoring == "letter":
+        if any("choices" not in s for s in examples):
+            raise MiniLLMError("letter scoring needs shots with choices (a multiple-choice shot pool)")
+        prompt = "".join(format_example(s["story"], s["question"], LETTERS[s["answer_index"]], s["choices"]) + "\n"
+                         for s in examples)
+        n = len(item["choices"])
+        return prompt + format_example(item["story"], item["question"], choices=item["choices"]), \
+            [" " + letter for letter in LETTERS[:n]]
+    prompt = "".join(format_example(s["story"], s["question"], s.get("answer") or s["choices"][s["answer_index"]])
+                     + "\n" for s in examples)
+    return prompt + format_example(item["story"], item["question"]), [" " + c for c in item["choices"]]
+
+
 def multiple_choice_eval(model: nn.Module, tokenizer, items: list[dict], shots: int = 0,
-                         shot_pool: list[dict] | None = None, seed: int = 0, normalize: bool = False) -> MCResult:
+                         shot_pool: list[dict] | None = None, seed: int = 0, normalize: bool = False,
+                         scoring: str = "text") -> MCResult:
     """Accuracy of picking the choice with the highest log-likelihood.
 
     items: {story, question, choices, answer_index, kind} (TinyWorld's `mc_val`).
     shots: solved examples put before each question, drawn from `shot_pool`
         (default: the other items); the prompt is cut from the left to fit the context.
     normalize: rank by mean log-prob per token instead of the sum (fairer to long choices).
+    scoring: "text" scores each choice's own text after "Answer:" (GPT-3, Brown et al.
+        2020); "letter" lists the choices as "A. ..." lines and scores the letters
+        " A", " B", ... (MMLU's harness, Hendrycks et al. 2021).
     """
     if not items:
         raise MiniLLMError("no multiple-choice items to evaluate")
+    if scoring not in ("text", "letter"):
+        raise MiniLLMError(f"scoring must be 'text' or 'letter', got {scoring!r}")
     pool = shot_pool if shot_pool is not None else items
     rng = random.Random(seed)
     T = model.config.block_size
@@ -254,11 +287,9 @@ def multiple_choice_eval(model: nn.Module, tokenizer, items: list[dict], shots: 
     correct, per_kind = [], {}
     for item in items:
         examples = [s for s in rng.sample(pool, min(len(pool), shots + 1)) if s is not item][:shots]
-        prompt = "".join(format_example(s["story"], s["question"], s.get("answer") or s["choices"][s["answer_index"]])
-                         + "\n" for s in examples)
-        prompt += format_example(item["story"], item["question"])
+        prompt, candidates = _prompt_and_candidates(item, examples, scoring)
         context = tokenizer.encode(prompt)
-        choices = [tokenizer.encode(" " + c) for c in item["choices"]]
+        choices = [tokenizer.encode(c) for c in candidates]
         keep = T - max(len(c) for c in choices) + 1
         context = context[-keep:]  # cut from the left: the newest text matters most
         scores = choice_logprobs(model, context, choices)
@@ -270,7 +301,7 @@ def multiple_choice_eval(model: nn.Module, tokenizer, items: list[dict], shots: 
     model.train(was_training)
     k, n = sum(correct), len(correct)
     return MCResult(k / n, wilson_interval(k, n), n, float(np.mean([1 / len(i["choices"]) for i in items])), shots,
-                    {kind: float(np.mean(v)) for kind, v in sorted(per_kind.items())})
+                    {kind: float(np.mean(v)) for kind, v in sorted(per_kind.items())}, scoring)
 
 
 # ---------------------------------------------------------------------------------
@@ -320,57 +351,3 @@ def contamination(eval_texts: list[str], train_text: str, n: int = 13) -> Contam
         total += len(grams)
         dup += t.strip() in lines
     return Contamination(n, len(eval_texts), flagged / len(eval_texts), seen / max(total, 1), dup)
-
-
-# ---------------------------------------------------------------------------------
-# Command line: minillm evaluate
-# ---------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a checkpoint file or run folder (with tokenizer.json beside it)")
-    parser.add_argument("--text", default="tinyworld", help="text file to score, or tinyworld (its val split)")
-    parser.add_argument("--stride", type=int, default=None, help="sliding-window stride (default: context / 2)")
-    parser.add_argument("--shots", type=int, default=2, help="solved examples before each multiple-choice question")
-    parser.add_argument("--mc-items", type=int, default=300, help="TinyWorld multiple-choice items to use (0: skip)")
-    parser.add_argument("--max-chars", type=int, default=0, help="score only the first N characters (cut at a "
-                        "line end; 0: all)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-
-
-def load_run(checkpoint: str, device: str = "auto"):
-    """(model, tokenizer) from a checkpoint file or run folder."""
-    from pathlib import Path
-
-    from minillm.device import pick_device
-    from minillm.checkpoint import load_model
-    from minillm.tokenizer import Tokenizer
-
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / "ckpt.pt"
-    tok_path = path.parent / "tokenizer.json"
-    if not tok_path.exists():
-        raise MiniLLMError(f"no tokenizer.json beside {path}")
-    model = load_model(path, pick_device(device))
-    return model, Tokenizer.load(tok_path)
-
-
-def run(args: argparse.Namespace) -> int:
-    from minillm import world
-    from minillm.data import load_corpus
-
-    model, tok = load_run(args.checkpoint, args.device)
-    text = load_corpus(args.text, "val")
-    if args.max_chars > 0 and len(text) > args.max_chars:
-        text = text[:text.rfind("\n", 0, args.max_chars) + 1 or args.max_chars]
-    s = score_text(model, tok, text, stride=args.stride)
-    print(s)
-    if args.text == "tinyworld":
-
-        stories = [world.story_from_text(line) for line in text.splitlines()]
-        floor = world.entropy_floor(stories).bits_per_byte  # of exactly the scored stories
-        print(f"vs TinyWorld's entropy floor {floor:.4f}: {floor_gap(s.bits_per_byte, floor)}")
-    if args.mc_items > 0:
-        items = world.load_jsonl("mc_val")[:args.mc_items]
-        print(multiple_choice_eval(model, tok, items, shots=args.shots))
-    return 0

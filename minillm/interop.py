@@ -192,28 +192,74 @@ def _in_hf_cache(name: str) -> bool:
         return False
 
 
-def from_pretrained(name: str = "gpt2") -> GPT:
-    """Download (or read from the local cache) a Hugging Face model and convert it.
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
 
-    Raises MiniLLMError when `transformers` is missing or the weights cannot be fetched.
+
+def from_pretrained(name: str = "gpt2") -> GPT:
+    """Download (or read from the local cache or a local folder) a Hugging Face model and convert it.
+
+    Raises one MiniLLMError when `transformers` is missing, the weights cannot be
+    fetched, the folder is damaged (unreadable config or weights) or the model type is
+    neither GPT-2 nor LLaMA (checked from the config, before any weights are read).
     """
     try:
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoConfig, AutoModelForCausalLM
     except ImportError:
         raise MiniLLMError("GPT.from_pretrained needs the interop extra: pip install -e '.[interop]'") from None
     from pathlib import Path
 
-    if not Path(name).is_dir() and not _in_hf_cache(name) and not _hub_reachable():
+    local = Path(name).is_dir()
+    if not local and not _in_hf_cache(name) and not _hub_reachable():
         # Fail in seconds, not after the hub client's minute of retries.
         raise MiniLLMError(
             f"could not load {name!r}: it is not in the local Hugging Face cache and huggingface.co "
             f"cannot be reached (are you offline?). Download it once with network access, or pass "
             f"a local folder.")
     try:
+        config_from_hf(AutoConfig.from_pretrained(name))  # an unsupported type fails here, cheaply
         hf_model = AutoModelForCausalLM.from_pretrained(name)
-    except (OSError, ValueError, ConnectionError) as e:
+    except MiniLLMError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the hub client and safetensors raise many kinds
+        if local:
+            raise MiniLLMError(f"cannot load the Hugging Face model folder {name!r}: it is damaged or "
+                               f"incomplete (needs config.json and the weights). {_first_line(e)}") from None
         raise MiniLLMError(
             f"could not load {name!r} from Hugging Face ({type(e).__name__}): are you offline? "
             f"Download it once with network access, or pass a local folder. "
-            f"Details: {str(e).splitlines()[0][:200]}") from None
+            f"Details: {_first_line(e)}") from None
     return from_hf_model(hf_model)
+
+
+class HFTokenizer:
+    """A Hugging Face tokenizer behind our `Tokenizer`'s encode/decode/eot_id interface.
+
+    `encode(text, allowed_special="none")` keeps special-token strings in `text` as
+    plain text (as our Tokenizer does); `allowed_special="all"` turns them into their ids.
+    """
+
+    def __init__(self, hf_tokenizer: Any):
+        self.hf = hf_tokenizer
+        self.vocab_size = len(hf_tokenizer)
+        self.eot_id = hf_tokenizer.eos_token_id
+
+    def encode(self, text: str, allowed_special: Any = "none", disallowed_special: Any = ()) -> list[int]:
+        special = allowed_special == "all"
+        return self.hf(text, add_special_tokens=False, split_special_tokens=not special)["input_ids"]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.hf.decode(ids)
+
+
+def hf_tokenizer(name: str) -> HFTokenizer:
+    """The tokenizer of a Hugging Face model (hub name or local folder), as an `HFTokenizer`."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise MiniLLMError("Hugging Face tokenizers need the interop extra: pip install -e '.[interop]'") from None
+    try:
+        return HFTokenizer(AutoTokenizer.from_pretrained(name))
+    except Exception as e:  # noqa: BLE001
+        raise MiniLLMError(f"cannot load the tokenizer of {name!r}: {_first_line(e)}") from None

@@ -7,7 +7,8 @@ Each part appears twice:
   `silu`, `swiglu`, `rope_reference`), tested against PyTorch's own op or an
   independent formula;
 * the **module** the model really runs (`nn.Linear`, `nn.LayerNorm`, `RMSNorm`,
-  `MLP`, `SwiGLUMLP`, `Rotary`), which calls PyTorch's fused kernels.
+  `MLP`, `SwiGLUMLP`, `Rotary` + `apply_rotary`), which calls PyTorch's fused kernels
+  (`F.rms_norm`, `F.gelu`, `F.silu`) and never the reference functions.
 
 Papers: LayerNorm (Ba et al., 2016), GELU and its tanh approximation (Hendrycks &
 Gimpel, 2016), RMSNorm (Zhang & Sennrich, 2019), SwiGLU (Shazeer, 2020), RoPE
@@ -51,7 +52,7 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor 
     [-1.0, 1.0]
     """
     ### BEGIN SOLUTION name=layers.layer_norm points=2
-    ### HINT: mean and (biased) variance over dim=-1 with keepdim=True; normalise; then scale by weight and shift by bias when given
+    ### HINT: centre each position's C channels, divide by their spread (the biased variance, plus eps under the root), then apply the optional scale and shift.
     mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
     var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)  # (..., 1)
     y = (x - mean) / torch.sqrt(var + eps)
@@ -70,15 +71,22 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float = 1e-5) ->
     tensor([0.8485, 1.1314])
     """
     ### BEGIN SOLUTION name=layers.rms_norm points=1
-    ### HINT: divide x by torch.sqrt((x ** 2).mean(-1, keepdim=True) + eps), then multiply by weight when given
+    ### HINT: like LayerNorm without the centring and the shift: what is the "root mean square" of a position's channels?
     y = x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps)
     return y if weight is None else y * weight
     ### END SOLUTION
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    """GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    """GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+
+    >>> round(float(gelu_tanh(torch.tensor(1.0))), 4)  # exact GELU(1) = 0.8413
+    0.8412
+    """
+    ### BEGIN SOLUTION name=layers.gelu points=1
+    ### HINT: GELU weighs x by the chance that a standard normal falls below it; the tanh curve above approximates that chance.
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    ### END SOLUTION
 
 
 def silu(x: torch.Tensor) -> torch.Tensor:
@@ -87,13 +95,21 @@ def silu(x: torch.Tensor) -> torch.Tensor:
 
 
 def swiglu(x: torch.Tensor, w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
-    """SwiGLU MLP: W_down (silu(W_gate x) * (W_up x)). x (..., C); w_gate, w_up (H, C); w_down (C, H)."""
+    """SwiGLU MLP: W_down (silu(W_gate x) * (W_up x)). x (..., C); w_gate, w_up (H, C); w_down (C, H).
+
+    >>> I = torch.eye(2)
+    >>> swiglu(torch.tensor([1.0, -1.0]), I, I, I)  # silu(1)*1, silu(-1)*(-1)
+    tensor([0.7311, 0.2689])
+    """
+    ### BEGIN SOLUTION name=layers.swiglu points=2
+    ### HINT: two projections up to the hidden width: one, through SiLU, gates the other unit by unit; then project back down.
     return linear(silu(linear(x, w_gate)) * linear(x, w_up), w_down)
+    ### END SOLUTION
 
 
-def rope_frequencies(head_size: int, theta: float = 10000.0) -> torch.Tensor:
-    """The hs/2 rotation speeds theta^(-2i/hs), i = 0 .. hs/2 - 1 (RoFormer eq. 15)."""
-    return theta ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)
+def rope_frequencies(head_size: int, theta: float = 10000.0, device: torch.device | str | None = None) -> torch.Tensor:
+    """The hs/2 rotation speeds theta^(-2i/hs), i = 0 .. hs/2 - 1 (RoFormer eq. 15), float64."""
+    return theta ** (-torch.arange(0, head_size, 2, dtype=torch.float64, device=device) / head_size)
 
 
 def rope_reference(x: torch.Tensor, start_pos: int = 0, theta: float = 10000.0) -> torch.Tensor:
@@ -105,7 +121,7 @@ def rope_reference(x: torch.Tensor, start_pos: int = 0, theta: float = 10000.0) 
     q and k then depend only on the distance between their positions.
     """
     ### BEGIN SOLUTION name=layers.rope points=3
-    ### HINT: half = hs // 2; z = torch.complex(x[..., :half], x[..., half:]) in float64; angles = outer(positions, rope_frequencies(hs, theta)); z * torch.polar(ones, angles); back with cat(real, imag)
+    ### HINT: read channels (i, i + hs/2) as one complex number; at position p, multiplying by a unit complex number of angle p * f_i rotates it. Compute in float64.
     T, hs = x.size(-2), x.size(-1)
     half = hs // 2
     pos = torch.arange(start_pos, start_pos + T, dtype=torch.float64, device=x.device)
@@ -122,7 +138,7 @@ def rope_reference(x: torch.Tensor, start_pos: int = 0, theta: float = 10000.0) 
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm with a learned scale; computed in float32 like LLaMA, cast back."""
+    """RMSNorm with a learned scale: PyTorch's fused `F.rms_norm` (float32 for half inputs, like LLaMA)."""
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
@@ -130,36 +146,58 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float() if dtype in (torch.float16, torch.bfloat16) else x
-        y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * y.to(dtype)
+        if x.dtype in (torch.float16, torch.bfloat16):
+            return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).to(x.dtype)
+        return F.rms_norm(x, self.weight.shape, self.weight.to(x.dtype), self.eps)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE's real form on x (..., hs) with tables from `Rotary` (broadcast against x).
+
+    x * cos + rotate_half(x) * sin with rotate_half([a, b]) = [-b, a]; `Rotary` stores
+    sin with the sign of rotate_half folded in ([-sin, sin]), so rotate_half becomes
+    swapping the halves (a roll) and the whole rotation is three kernels. The model
+    calls it once per layer on q and k stacked together.
+    """
+    return torch.addcmul(x * cos, x.roll(x.size(-1) // 2, dims=-1), sin)
 
 
 class Rotary(nn.Module):
-    """RoPE with cos/sin tables precomputed for `max_len` positions (rotate-half form).
+    """RoPE tables for `max_len` positions (rotate-half form): rotary(positions) -> (cos, sin).
 
-    rope(x, start) = x * cos + rotate_half(x) * sin with rotate_half([a, b]) = [-b, a];
-    equal to `rope_reference` (test).
+    positions (T,) or (B, T) ints -> cos, sin of shape positions.shape + (hs,), for
+    `apply_rotary`; equal to `rope_reference` (test). The tables are computed in float64
+    and cast to the module's dtype, and computed again from float64 whenever the module
+    moves (`.double()`, `.to(...)`), so a float64 model gets float64-exact tables.
     """
 
     def __init__(self, head_size: int, max_len: int, theta: float = 10000.0):
         super().__init__()
         if head_size % 2:
             raise ValueError(f"RoPE needs an even head size, got {head_size}")
-        pos = torch.arange(max_len, dtype=torch.float64)
-        angles = torch.outer(pos, rope_frequencies(head_size, theta))  # (max_len, hs/2)
-        angles = torch.cat([angles, angles], dim=-1)  # (max_len, hs)
+        self.head_size, self.max_len, self.theta = head_size, max_len, theta
+        cos, sin = self._tables(torch.device("cpu"), torch.get_default_dtype())
         # Buffers (not parameters), not saved in checkpoints: they are a function of the config.
-        self.register_buffer("cos", angles.cos().float(), persistent=False)
-        self.register_buffer("sin", angles.sin().float(), persistent=False)
+        self.register_buffer("cos", cos, persistent=False)  # (max_len, hs)
+        self.register_buffer("sin", sin, persistent=False)  # (max_len, hs), sign folded in
 
-    def forward(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
-        T, half = x.size(-2), x.size(-1) // 2
-        cos = self.cos[start_pos:start_pos + T].to(x.dtype)  # (T, hs)
-        sin = self.sin[start_pos:start_pos + T].to(x.dtype)
-        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)  # rotate_half(x)
-        return x * cos + rotated * sin
+    def _tables(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = torch.arange(self.max_len, dtype=torch.float64, device=device)
+        angles = torch.outer(pos, rope_frequencies(self.head_size, self.theta, device))  # (max_len, hs/2)
+        cos = torch.cat([angles.cos(), angles.cos()], dim=-1)  # (max_len, hs)
+        sin = torch.cat([-angles.sin(), angles.sin()], dim=-1)  # rotate_half's sign folded in
+        return cos.to(dtype), sin.to(dtype)
+
+    def _apply(self, fn, recurse: bool = True):
+        # nn.Module routes .to() / .double() / .cuda() through here: casting float32 tables
+        # up would keep float32 rounding, so rebuild them in the buffer's new dtype/device.
+        super()._apply(fn, recurse)
+        if self.cos.dtype.is_floating_point and self.cos.device.type != "meta":
+            self.cos, self.sin = self._tables(self.cos.device, self.cos.dtype)
+        return self
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cos[positions], self.sin[positions]  # (..., T, hs) each
 
 
 class MLP(nn.Module):

@@ -11,8 +11,11 @@ What it builds: `GPTConfig` and `GPT`, in two block styles made of the same part
 
 Both are pre-norm: x = x + attn(norm(x)); x = x + mlp(norm(x)). GPT-2's
 initialisation (N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer)).
-`generate` samples with temperature / top-k / top-p, a seed, stop tokens, and a
-KV cache. Loading Hugging Face GPT-2 and LLaMA weights lives in `minillm.interop`.
+`forward` takes a padding or packing mask and per-row positions (left-padded
+batches, packed sequences); `hidden_states` is the trunk that classification and
+reward heads read. Sampling lives in `minillm.generation` (`GPT.generate` is a
+thin wrapper), the same model written as one pure function over a state dict in
+`minillm.functional_gpt`, Hugging Face weights in `minillm.interop`.
 
 Left out: mixture of experts, sliding-window attention, weight-decay grouping
 (the trainer's job), tensor parallelism.
@@ -20,18 +23,19 @@ Left out: mixture of experts, sliding-window attention, weight-decay grouping
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Iterable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minillm.attention import CausalSelfAttention, KVCache
-from minillm.layers import MLP, RMSNorm, Rotary, SwiGLUMLP
+from minillm.attention import CausalSelfAttention, KVCache, attention_mask_for
+from minillm.generation import generate_rows, sample_next  # noqa: F401  (sample_next: public here too)
+from minillm.layers import MLP, RMSNorm, Rotary, SwiGLUMLP, apply_rotary
 from minillm.utils import MiniLLMError
 
 
@@ -67,6 +71,9 @@ class GPTConfig:
             raise MiniLLMError(f"RoPE needs an even head size; n_embd/n_head = {self.head_size}")
         if not 0.0 <= self.dropout < 1.0:
             raise MiniLLMError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    # The derived sizes below are the ONE place these facts live; every other module
+    # (flops, interop, the functional GPT) reads them from here.
 
     @property
     def kv_heads(self) -> int:
@@ -114,12 +121,16 @@ class Block(nn.Module):
             self.mlp = SwiGLUMLP(config.n_embd, config.mlp_hidden_size, config.bias, config.dropout)
         self.attn = CausalSelfAttention(config.n_embd, config.n_head, config.kv_heads, config.bias, config.dropout)
 
-    def forward(self, x, rope=None, cache=None, layer=0, return_weights=False):
-        a = self.attn(self.ln_1(x), rope=rope, cache=cache, layer=layer, return_weights=return_weights)
-        a, w = a if return_weights else (a, None)
+    def forward(self, x: torch.Tensor, rope=None, cache: KVCache | None = None, layer: int = 0,
+                mask: torch.Tensor | None = None, maps: list | None = None) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C). `maps`, when a list, receives this layer's attention weights."""
+        if maps is None:
+            a = self.attn(self.ln_1(x), rope=rope, cache=cache, layer=layer, mask=mask)
+        else:
+            a, w = self.attn(self.ln_1(x), rope=rope, cache=cache, layer=layer, mask=mask, return_weights=True)
+            maps.append(w)
         x = x + a
-        x = x + self.mlp(self.ln_2(x))
-        return (x, w) if return_weights else x
+        return x + self.mlp(self.ln_2(x))
 
 
 class GPT(nn.Module):
@@ -178,12 +189,27 @@ class GPT(nn.Module):
                 n -= self.transformer.wpe.weight.numel()
         return n
 
-    def _check_input(self, idx: torch.Tensor, start: int) -> None:
-        if idx.dim() != 2 or idx.dtype not in (torch.long, torch.int):
-            raise MiniLLMError(f"idx must be a (B, T) integer tensor, got {tuple(idx.shape)} {idx.dtype}")
-        T = idx.size(1)
-        if start + T > self.config.block_size:
-            raise MiniLLMError(f"sequence of {start + T} tokens is longer than the context "
+    def parameter_breakdown(self) -> dict[str, int]:
+        """Parameters by kind, counted from the modules: embeddings (token + position),
+        attention, mlp, norms, head (0 when tied: the matrix is counted under embeddings)."""
+        groups = dict.fromkeys(("embeddings", "attention", "mlp", "norms", "head"), 0)
+        for name, p in self.named_parameters():  # a tied head is listed once, under wte
+            kind = ("embeddings" if ".wte." in name or ".wpe." in name else "attention" if ".attn." in name
+                    else "mlp" if ".mlp." in name else "head" if name.startswith("lm_head") else "norms")
+            groups[kind] += p.numel()
+        return groups
+
+    # --- input checks -------------------------------------------------------------
+
+    def _check_ids(self, idx: torch.Tensor, start: int) -> None:
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
+            raise MiniLLMError(f"idx must be a (B, T) tensor of token ids, got {getattr(idx, 'shape', type(idx))}")
+        if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+            # A float tensor may hold NaN, inf or 2.7: none is a token id, and casting would truncate.
+            raise MiniLLMError(f"token ids must be an integer tensor (torch.long), got {idx.dtype}; "
+                               f"NaN, inf and fractional values are not token ids")
+        if start + idx.size(1) > self.config.block_size:
+            raise MiniLLMError(f"sequence of {start + idx.size(1)} tokens is longer than the context "
                                f"(block_size={self.config.block_size}); crop it or use a bigger block_size")
         if torch.compiler.is_compiling():
             return  # reading values back from the tensor would break the compiled graph
@@ -191,37 +217,74 @@ class GPT(nn.Module):
             raise MiniLLMError(f"token ids must be in [0, {self.config.vocab_size}), got "
                                f"min {int(idx.min())} max {int(idx.max())}: does the tokenizer match the model?")
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                cache: KVCache | None = None, return_weights: bool = False):
-        """idx (B, T) token ids -> (logits (B, T, V), loss or None).
+    def _positions(self, idx: torch.Tensor, start: int, position_ids: torch.Tensor | None) -> torch.Tensor:
+        """(T,) positions start .. start+T-1, or the caller's (B, T) position_ids, checked."""
+        B, T = idx.shape
+        if position_ids is None:
+            return torch.arange(start, start + T, device=idx.device)
+        if position_ids.shape != (B, T) or position_ids.is_floating_point() or position_ids.dtype == torch.bool:
+            raise MiniLLMError(f"position_ids must be a ({B}, {T}) integer tensor like idx, got "
+                               f"{tuple(position_ids.shape)} {position_ids.dtype}")
+        if not torch.compiler.is_compiling() and position_ids.numel() and (
+                int(position_ids.min()) < 0 or int(position_ids.max()) >= self.config.block_size):
+            raise MiniLLMError(f"position_ids must be in [0, block_size={self.config.block_size})")
+        return position_ids.to(idx.device)
 
-        loss: mean cross-entropy over the targets (B, T) that are not -100.
-        cache: a `KVCache`; the T tokens then continue the cached positions.
-        return_weights: also return a list of (B, nh, T, Tk) attention maps, one per layer.
+    # --- the forward pass ---------------------------------------------------------
+
+    def hidden_states(self, idx: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
+                      position_ids: torch.Tensor | None = None, cache: KVCache | None = None,
+                      maps: list | None = None) -> torch.Tensor:
+        """idx (B, T) token ids -> (B, T, C): the residual stream after the final norm.
+
+        attention_mask: (B, Tk) 1/0 "is a real token" (padding; Tk = T, or cache.pos + T
+        with a cache), or a boolean (B, T, T) "query i may attend key j" (packing: a
+        block-diagonal mask). Either is combined with the causal mask.
+        position_ids: (B, T) positions (left padding and packing restart them per
+        example); default start .. start+T-1. cache: a `KVCache` whose positions the T
+        tokens continue. maps: a list that receives each layer's (B, nh, T, Tk) weights.
         """
         start = cache.pos if cache is not None else 0
-        self._check_input(idx, start)
+        self._check_ids(idx, start)
         B, T = idx.shape
+        pos = self._positions(idx, start, position_ids)  # (T,) or (B, T)
+        mask = attention_mask_for(attention_mask, B, T, start + T, idx.device)  # None or (B, 1, T, Tk)
         x = self.transformer.wte(idx)  # (B, T, C)
+        rope = None
         if self.rotary is None:
-            pos = torch.arange(start, start + T, device=idx.device)
-            x = x + self.transformer.wpe(pos)  # (B, T, C) + (T, C)
+            x = x + self.transformer.wpe(pos)  # (B, T, C) + (T, C) or (B, T, C)
+        else:
+            cos, sin = self.rotary(pos)  # (T, hs) or (B, T, hs), once for every layer
+            rope = partial(apply_rotary, cos=cos.unsqueeze(-2), sin=sin.unsqueeze(-2))  # (.., T, 1, hs)
         x = self.transformer.drop(x)
-        maps = []
         for i, block in enumerate(self.transformer.h):
-            x = block(x, rope=self.rotary, cache=cache, layer=i, return_weights=return_weights)
-            if return_weights:
-                x, w = x
-                maps.append(w)
+            x = block(x, rope=rope, cache=cache, layer=i, mask=mask, maps=maps)
         if cache is not None:
             cache.advance(T)
-        x = self.transformer.ln_f(x)
+        return self.transformer.ln_f(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
+                attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) token ids -> (logits (B, T, V), loss or None), always two values.
+
+        loss: mean cross-entropy over the targets (B, T) that are not -100. The other
+        arguments are those of `hidden_states`.
+        """
+        x = self.hidden_states(idx, attention_mask=attention_mask, position_ids=position_ids, cache=cache)
         logits = self.lm_head(x)  # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1),
                                    ignore_index=-100)
-        return (logits, loss, maps) if return_weights else (logits, loss)
+        return logits, loss
+
+    @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor, **kwargs) -> list[torch.Tensor]:
+        """One (B, nh, T, T) attention-weight tensor per layer (the notebooks plot them)."""
+        maps: list[torch.Tensor] = []
+        self.hidden_states(idx, maps=maps, **kwargs)
+        return maps
 
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         """An empty KV cache for this model (on its device, in its dtype)."""
@@ -237,173 +300,42 @@ class GPT(nn.Module):
                  use_cache: bool = True) -> torch.Tensor:
         """Continue idx (B, T) by up to max_new_tokens tokens -> (B, T + new).
 
-        temperature=0 is greedy; top_k keeps the k likeliest tokens; top_p keeps the
-        smallest set whose probability reaches p (nucleus). seed makes sampling
-        repeatable without touching the global RNG. Generation ends early once
-        every row has produced one of stop_tokens (finished rows repeat their stop
-        token). The rows of a batch share one prompt length (no padding). Past the
-        context, the model sees the last block_size tokens: the cache is dropped and
-        each step recomputes that window (the same logits as without a cache).
+        `minillm.generation.generate_batch` does the work (and explains the options); row
+        i samples with a generator seeded seed + i. Generation ends once every row has
+        produced one of stop_tokens; a finished row repeats its stop token.
         """
-        if max_new_tokens < 0:
-            raise MiniLLMError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        if idx.dim() != 2 or idx.size(1) == 0:
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.size(1) == 0:
             raise MiniLLMError("idx must be a (B, T) tensor with at least one token (a prompt)")
-        gen = None
-        if seed is not None:
-            gen = torch.Generator(device=idx.device).manual_seed(int(seed))
-        stops = torch.tensor(sorted(set(stop_tokens or [])), device=idx.device, dtype=torch.long)
-        done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
-        last = torch.zeros(idx.size(0), dtype=torch.long, device=idx.device)
-        was_training = self.training
-        self.eval()
-        bs = self.config.block_size
-        cache = self.new_cache(idx.size(0)) if use_cache else None
-        try:
-            for _ in range(max_new_tokens):
-                if cache is not None and idx.size(1) <= bs:
-                    # Feed only what the cache has not seen (all of the prompt at first, then 1 token).
-                    logits, _ = self(idx[:, cache.pos:], cache=cache)
-                    if cache.pos == bs:  # full: the next step falls back to recomputing
-                        cache = None
-                else:
-                    logits, _ = self(idx[:, -bs:])
-                next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, gen)  # (B,)
-                next_id = torch.where(done, last, next_id)
-                idx = torch.cat([idx, next_id[:, None]], dim=1)
-                if stops.numel():
-                    hit = torch.isin(next_id, stops) & ~done
-                    last = torch.where(hit, next_id, last)
-                    done |= hit
-                    if bool(done.all()):
-                        break
-        finally:
-            self.train(was_training)
-        return idx
-
-    @classmethod
-    def from_pretrained(cls, name: str = "gpt2") -> "GPT":
-        """Hugging Face weights (gpt2, gpt2-medium, a LLaMA repo, or a local folder); needs
-        `transformers` and the network (or the files in the local cache)."""
-        from minillm.interop import from_pretrained
-
-        return from_pretrained(name)
+        stops = list(stop_tokens or [])
+        rows = generate_rows(self, idx.tolist(), max_new_tokens, temperature=temperature, top_k=top_k,
+                             top_p=top_p, stop_ids=stops, seed=seed, use_cache=use_cache)
+        # Each row: its new tokens and the stop token it hit (or None); pad with that token.
+        rows = [new + ([stop] if stop is not None else []) for new, stop in rows]
+        width = max(len(r) for r in rows)
+        rows = [r + r[-1:] * (width - len(r)) for r in rows]  # only finished rows are short
+        return torch.cat([idx, torch.tensor(rows, dtype=idx.dtype, device=idx.device).view(len(rows), width)], 1)
 
 
-def parameter_breakdown(config: GPTConfig) -> dict[str, int]:
-    """Parameters by kind, from the config alone (no model is built): a closed form.
+def resize_token_embeddings(model: GPT, new_vocab_size: int) -> GPT:
+    """Grow (or cut) the vocabulary of `model` in place to `new_vocab_size` ids; returns it.
 
-    Keys: embeddings (token + position), attention, mlp, norms, head (0 when tied).
-    Sums to `GPT(config).num_parameters()` (test).
-
-    >>> parameter_breakdown(GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768))["mlp"]
-    56669184
+    New rows of the token embedding (and of an untied output head) start at the mean
+    of the old rows, so a new token begins as an "average" token instead of a random
+    one; a tied head stays tied. `model.config.vocab_size` is updated.
     """
-    c, b = config, int(config.bias)
-    C, H, L = c.n_embd, c.mlp_hidden_size, c.n_layer
-    qkv = (c.n_head + 2 * c.kv_heads) * c.head_size  # width of the fused q/k/v projection
-    norm = C + b * C if c.style == "gpt2" else C  # LayerNorm scale (+ shift); RMSNorm scale only
-    mlp = (C * H + b * H + H * C + b * C) if c.style == "gpt2" else (3 * C * H + b * (2 * H + C))
-    return {
-        "embeddings": c.vocab_size * C + (c.block_size * C if c.style == "gpt2" else 0),
-        "attention": L * (C * qkv + b * qkv + C * C + b * C),
-        "mlp": L * mlp,
-        "norms": (2 * L + 1) * norm,
-        "head": 0 if c.tie_embeddings else c.vocab_size * C,
-    }
+    if not isinstance(new_vocab_size, int) or new_vocab_size < 1:
+        raise MiniLLMError(f"new_vocab_size must be a positive integer, got {new_vocab_size!r}")
 
+    def grown(weight: torch.Tensor) -> nn.Parameter:  # (V, C) -> (new V, C)
+        old = weight.detach()
+        extra = old.mean(dim=0, keepdim=True).expand(max(new_vocab_size - old.size(0), 0), -1)
+        return nn.Parameter(torch.cat([old[:new_vocab_size], extra], dim=0).clone(),
+                            requires_grad=weight.requires_grad)
 
-def load_hf_gpt2_state_dict(model: GPT, hf_state_dict) -> GPT:
-    """Copy a Hugging Face GPT-2 state dict into `model` (see `minillm.interop`)."""
-    from minillm.interop import load_hf_gpt2_state_dict as load
-
-    return load(model, hf_state_dict)
-
-
-def load_hf_llama_state_dict(model: GPT, hf_state_dict) -> GPT:
-    """Copy a Hugging Face LLaMA state dict into `model` (see `minillm.interop`)."""
-    from minillm.interop import load_hf_llama_state_dict as load
-
-    return load(model, hf_state_dict)
-
-
-def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Pick one token per row from logits (B, V) -> (B,) long.
-
-    temperature 0 = argmax. Otherwise the logits are divided by temperature, cut to
-    the top_k largest, then to the smallest set whose softmax mass reaches top_p
-    (the top token always stays), and one token is drawn.
-    """
-    if temperature < 0:
-        raise MiniLLMError(f"temperature must be >= 0, got {temperature}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise MiniLLMError(f"top_p must be in (0, 1], got {top_p}")
-    if top_k is not None and top_k < 1:
-        raise MiniLLMError(f"top_k must be >= 1, got {top_k}")
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
-    if top_k is not None and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1) the k-th largest
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        # Drop a token when the mass BEFORE it already reaches top_p (so the first always stays).
-        drop = (probs.cumsum(dim=-1) - probs) >= top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
-
-
-# --- the `minillm generate` command ----------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True,
-                        help="a checkpoint .pt (tokenizer.json next to it), or a Hugging Face name such as gpt2")
-    parser.add_argument("--prompt", default="Once upon a time", help="text to continue")
-    parser.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    parser.add_argument("--top-k", type=int, default=None, help="keep the k likeliest tokens")
-    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass")
-    parser.add_argument("--seed", type=int, default=None, help="seed for repeatable samples")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
-
-
-def run(args: argparse.Namespace) -> int:
-    import os
-
-    from minillm.device import pick_device
-
-    device = pick_device(args.device)
-    if args.checkpoint.endswith(".pt") or os.path.isfile(args.checkpoint):
-        from minillm.checkpoint import load_model
-
-        model = load_model(args.checkpoint, device)
-        tok_path = os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "tokenizer.json")
-        if not os.path.exists(tok_path):
-            raise MiniLLMError(f"no tokenizer.json next to {args.checkpoint}")
-        from minillm.tokenizer import Tokenizer
-
-        tok = Tokenizer.load(tok_path)
-        encode, decode = tok.encode, tok.decode
-        stop = [tok.eot_id] if tok.eot_id is not None else []
-    else:
-        try:
-            import tiktoken
-        except ImportError:
-            raise MiniLLMError("GPT-2 needs the interop extra: pip install -e '.[interop]'") from None
-        model = GPT.from_pretrained(args.checkpoint).to(device)
-        enc = tiktoken.get_encoding("gpt2")
-        encode, decode = enc.encode, enc.decode
-        stop = [enc.eot_token]
-    ids = encode(args.prompt)
-    if not ids:
-        raise MiniLLMError("the prompt is empty after tokenization")
-    idx = torch.tensor([ids], dtype=torch.long, device=device)
-    out = model.generate(idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                         top_p=args.top_p, seed=args.seed, stop_tokens=stop)
-    print(decode(out[0].tolist()))
-    return 0
+    wte = model.transformer.wte
+    wte.weight, wte.num_embeddings = grown(wte.weight), new_vocab_size
+    head = model.lm_head
+    head.weight = wte.weight if model.config.tie_embeddings else grown(head.weight)
+    head.out_features = new_vocab_size
+    model.config = dataclasses.replace(model.config, vocab_size=new_vocab_size)
+    return model

@@ -13,16 +13,26 @@ Left out: other optimizers (Lion, Muon), per-layer learning rates, ZeRO sharding
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 import torch
 import torch.nn as nn
 
 from minillm.utils import MiniLLMError
 
-if TYPE_CHECKING:
-    from minillm.train import TrainConfig
 
+class OptimConfig(Protocol):
+    """The fields of `minillm.train.TrainConfig` that the schedule and the optimizer read."""
+
+    steps: int
+    lr: float
+    min_lr_ratio: float
+    warmup_steps: int
+    weight_decay: float
+    beta1: float
+    beta2: float
+    eps: float
+    optimizer: str
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
@@ -112,7 +122,7 @@ def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> torch
     ### END SOLUTION
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: OptimConfig) -> float:
     """Learning rate of step `step` (0-based): linear warmup, then cosine down to lr * min_lr_ratio.
 
     Example (lr=1, warmup=10, steps=110, min_lr_ratio=0.1): step 0 -> 0.1, step 9 -> 1.0,
@@ -127,7 +137,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return lo + (cfg.lr - lo) * cosine
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW with weight decay on matrices (Linear, Embedding) but not on biases and norm gains."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [dict(params=[p for p in params if p.dim() >= 2], weight_decay=cfg.weight_decay),

@@ -8,39 +8,39 @@ What it builds, one testable step at a time:
    fitted as Hoffmann et al. 2022 (Approach 3) do: predict log L as a log-sum-exp
    of (a - alpha log N, b - beta log D, e), with A = exp(a), B = exp(b), E = exp(e);
    minimise the Huber loss (delta = 1e-3) of the log-residuals with L-BFGS, started
-   from a grid of initialisations, keep the best.
+   from a grid of initialisations, keep the best. The objective is written out
+   (`chinchilla_objective_reference`) beside the fast one the fitter uses.
 3. The compute-optimal split of a budget C = 6 N D: `chinchilla_optimal` in closed
    form (Hoffmann et al. eq. 4), `ChinchillaLaw.compute_optimal` numerically
    along the iso-FLOP line (equal by test), and the 20-tokens-per-parameter rule.
 4. `isoflop_fit` (Approach 2): for each compute budget a parabola of loss against
    log N, its vertex N*(C), and the vertices fitted as a power law N* = k C^a.
 5. `bootstrap`: confidence intervals by refitting on resampled runs.
-6. `sweep`: train small GPTs of several sizes for several token budgets on
-   TinyWorld (CPU, minutes), record (N, D, C, loss), fit both forms, and compare
-   the fitted E with TinyWorld's known entropy floor.
 
 Built in: Chinchilla's published fit `CHINCHILLA` (Hoffmann et al. 2022,
 "Training Compute-Optimal Large Language Models", eq. 10: E = 1.69, A = 406.4,
 B = 410.7, alpha = 0.34, beta = 0.28). Besiroglu et al. 2024 ("Chinchilla
 Scaling: A Replication Attempt") showed these rounded numbers do not reproduce
 the paper's 70B / 1.4T allocation; the lesson works through it.
+Training the small models whose losses are fitted here is `minillm.sweep`.
 Left out: learning-rate and batch-size scaling, data-constrained (repeated
 epochs) laws, Kaplan et al.'s L(N, D) form. Needs numpy and torch only.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from minillm.utils import MiniLLMError
+
 
 # ---------------------------------------------------------------------------------
 # Laws
@@ -110,13 +110,12 @@ CHINCHILLA_COMPUTE = 5.76e23  # FLOPs of the Chinchilla run (70B parameters, 1.4
 def chinchilla_optimal(C: float, law: ChinchillaLaw = CHINCHILLA) -> tuple[float, float]:
     """Closed-form compute-optimal (N*, D*) for 6 N D = C (Hoffmann et al. 2022, eq. 4).
 
-    N*(C) = G (C/6)^a, D*(C) = G^-1 (C/6)^b with a = beta / (alpha + beta),
-    b = alpha / (alpha + beta), G = (alpha A / (beta B))^(1 / (alpha + beta)).
-    Derivation: put D = C / 6N into L and set dL/dN = 0:
-    alpha A N^-alpha = beta B D^-beta.
+    Derive it: put D = C / 6N into L(N, D) and set dL/dN = 0. Both N* and D* are
+    power laws of C. Check: the published fit at Chinchilla's budget (5.76e23 FLOPs)
+    gives N* = 3.22e10 parameters and D* = 2.98e12 tokens (not the paper's 70B / 1.4T).
     """
     ### BEGIN SOLUTION name=scaling.chinchilla_optimal points=2
-    ### HINT: G = (alpha*A / (beta*B)) ** (1/(alpha+beta)); N = G * (C/6)**(beta/(alpha+beta)); D = C/(6N).
+    ### HINT: on the line D = C / 6N the loss depends on N alone; where is its derivative zero, and how does N there scale with C?
     s = law.alpha + law.beta
     G = (law.alpha * law.A / (law.beta * law.B)) ** (1 / s)
     n = G * (C / 6) ** (law.beta / s)
@@ -140,17 +139,42 @@ def tokens_per_param_rule(C: float, ratio: float = 20.0) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------
 
 
-def huber(r: torch.Tensor, delta: float = 1e-3) -> torch.Tensor:
-    """Huber loss, elementwise: r^2 / 2 where |r| <= delta, else delta (|r| - delta / 2).
+def chinchilla_objective_reference(theta: torch.Tensor, log_N: torch.Tensor, log_D: torch.Tensor,
+                                   log_L: torch.Tensor, delta: float = 1e-3) -> torch.Tensor:
+    """Approach 3's objective for K candidate laws at once (Hoffmann et al. 2022, eq. 9).
 
-    Quadratic near 0, linear in the tails, so a few bad runs (outliers) pull the
-    fit less than squared error would. `huber(torch.tensor([0.5, 3.0]), 1.0)` -> [0.125, 2.5].
+    theta: (K, 5) rows (e, a, b, alpha, beta); log_N, log_D, log_L: (n,) logs of the
+    runs' parameters, tokens and losses. Returns (K,): for each row the sum over runs
+    of Huber_delta(LSE(a - alpha log N, b - beta log D, e) - log L), where LSE is
+    log-sum-exp, so the prediction is log(E + A / N^alpha + B / D^beta) with
+    E = e^e, A = e^a, B = e^b, and Huber_delta(r) = r^2 / 2 for |r| <= delta, else
+    delta (|r| - delta / 2): quadratic near 0, linear in the tails, so a few bad runs
+    pull the fit less than squared error would.
+
+    >>> t = torch.tensor([[0.0, math.log(2), math.log(3), 1.0, 1.0]], dtype=torch.float64)
+    >>> one = torch.zeros(1, dtype=torch.float64)     # N = D = 1: prediction log(1 + 2 + 3)
+    >>> round(float(chinchilla_objective_reference(t, one, one, one + math.log(6) + 0.5, delta=0.1)), 9)
+    0.045
     """
-    ### BEGIN SOLUTION name=scaling.huber points=1
-    ### HINT: torch.where(r.abs() <= delta, 0.5 * r**2, delta * (r.abs() - 0.5 * delta))
-    a = r.abs()
-    return torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+    ### BEGIN SOLUTION name=scaling.fit_objective points=3
+    ### HINT: exp of a large exponent overflows: what can you subtract from the three terms before exponentiating, and add back after the log?
+    e, a, b, alpha, beta = (theta[:, i:i + 1] for i in range(5))          # each (K, 1)
+    terms = torch.stack([a - alpha * log_N, b - beta * log_D,
+                         e.expand(-1, log_N.numel())])                     # (3, K, n)
+    top = terms.max(dim=0).values                                          # (K, n)
+    pred = top + torch.log(torch.exp(terms - top).sum(dim=0))              # (K, n): the log-sum-exp
+    r = (pred - log_L).abs()                                               # (K, n) residuals
+    return torch.where(r <= delta, 0.5 * r * r, delta * (r - 0.5 * delta)).sum(dim=-1)
     ### END SOLUTION
+
+
+def chinchilla_objective(theta: torch.Tensor, log_N: torch.Tensor, log_D: torch.Tensor,
+                         log_L: torch.Tensor, delta: float = 1e-3) -> torch.Tensor:
+    """Fast path of `chinchilla_objective_reference` (PyTorch's logsumexp and huber_loss): (K,)."""
+    e, a, b, alpha, beta = (theta[:, i:i + 1] for i in range(5))
+    pred = torch.logsumexp(torch.stack([a - alpha * log_N, b - beta * log_D,
+                                        e.expand(-1, log_N.numel())]), dim=0)   # (K, n)
+    return F.huber_loss(pred, log_L.expand_as(pred), delta=delta, reduction="none").sum(-1)
 
 
 def _check(name: str, *arrays, min_points: int) -> list[np.ndarray]:
@@ -230,23 +254,19 @@ def fit_power_law(x, loss, delta: float = 1e-3, top_k: int = 4, init: PowerLaw |
     return PowerLaw(E=math.exp(e), A=math.exp(a), alpha=float(alpha))
 
 
-def fit_chinchilla(N, D, loss, delta: float = 1e-3, top_k: int = 4,
-                   init: ChinchillaLaw | None = None) -> ChinchillaLaw:
+def fit_chinchilla(N, D, loss, delta: float = 1e-3, top_k: int = 4, init: ChinchillaLaw | None = None,
+                   objective: Callable[..., torch.Tensor] = chinchilla_objective) -> ChinchillaLaw:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta as Hoffmann et al. 2022 (Approach 3).
 
-    Objective: sum of Huber_delta(LSE(a - alpha log N, b - beta log D, e) - log L);
-    the grid of starts follows the paper (alpha, beta in 0..2 by 0.5, e in -1..1 by
-    0.5, a and b in 0..25 by 5), scored at once; L-BFGS refines the `top_k` best.
-    Needs >= 6 points (5 parameters + 1).
+    Minimises `objective` (default `chinchilla_objective`); the grid of starts follows
+    the paper (alpha, beta in 0..2 by 0.5, e in -1..1 by 0.5, a and b in 0..25 by 5),
+    scored at once; L-BFGS refines the `top_k` best. Needs >= 6 points (5 parameters + 1).
     """
     N, D, loss = _check("fit_chinchilla", N, D, loss, min_points=6)
     lN, lD, ly = (torch.tensor(np.log(v)) for v in (N, D, loss))
 
-    def objective(theta: torch.Tensor) -> torch.Tensor:  # theta (K, 5): e, a, b, alpha, beta
-        e, a, b, alpha, beta = (theta[:, i:i + 1] for i in range(5))
-        terms = torch.stack([a - alpha * lN, b - beta * lD, e.expand(-1, len(lN))])  # (3, K, n)
-        pred = torch.logsumexp(terms, dim=0)  # (K, n): log of E + A/N^alpha + B/D^beta
-        return F.huber_loss(pred, ly.expand_as(pred), delta=delta, reduction="none").sum(-1)
+    def fit_objective(theta: torch.Tensor) -> torch.Tensor:  # theta (K, 5): e, a, b, alpha, beta
+        return objective(theta, lN, lD, ly, delta)
 
     if init is not None:
         inits = torch.tensor([[math.log(init.E), math.log(init.A), math.log(init.B), init.alpha, init.beta]],
@@ -254,7 +274,7 @@ def fit_chinchilla(N, D, loss, delta: float = 1e-3, top_k: int = 4,
     else:
         inits = _grid(np.arange(-1.0, 1.01, 0.5), np.arange(0.0, 25.1, 5.0), np.arange(0.0, 25.1, 5.0),
                       np.arange(0.0, 2.01, 0.5), np.arange(0.0, 2.01, 0.5))
-    (e, a, b, alpha, beta), _ = _lbfgs_fit(objective, inits, top_k)
+    (e, a, b, alpha, beta), _ = _lbfgs_fit(fit_objective, inits, top_k)
     return ChinchillaLaw(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=float(alpha), beta=float(beta))
 
 
@@ -274,7 +294,7 @@ def parabola_vertex(x, y) -> tuple[float, np.ndarray]:
     if len(x) < 3:
         raise MiniLLMError(f"a parabola needs at least 3 points, got {len(x)}")
     ### BEGIN SOLUTION name=scaling.parabola_vertex points=2
-    ### HINT: V = np.stack([x**2, x, ones]); c = solve(V.T @ V, V.T @ y); vertex at -c1 / (2 c0).
+    ### HINT: least squares is linear in the three coefficients: set up one row per point and solve the normal equations; where is the slope of a parabola zero?
     V = np.stack([x * x, x, np.ones_like(x)], axis=1)  # (n, 3)
     c = np.linalg.solve(V.T @ V, V.T @ y)
     if c[0] <= 0:
@@ -358,281 +378,3 @@ def bootstrap(fit, *columns, n_boot: int = 100, level: float = 0.95, seed: int =
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     return {f.name: (float(np.percentile(draws[:, i], lo)), float(np.percentile(draws[:, i], hi)))
             for i, f in enumerate(dataclasses.fields(full))}
-
-
-# ---------------------------------------------------------------------------------
-# The TinyWorld sweep: train small GPTs, fit, compare E with the entropy floor
-# ---------------------------------------------------------------------------------
-
-FAST_SIZES = "16x1,32x1,48x2"               # n_embd x n_layer
-FAST_STEPS = "30,60,120"
-FULL_SIZES = "16x1,24x1,32x2,48x2,64x3"
-FULL_STEPS = "100,200,400,800,1600"
-
-
-# The output of `minillm sweep --full` (SweepConfig defaults: block_size 64, batch 16, lr 1e-2,
-# BPE 512, seed 0) on a shared 2-core CPU, so that notebooks can analyse a real sweep in seconds.
-# Columns: n_embd, n_layer, N (non-embedding), params, D (tokens), validation loss (nats/token).
-_REFERENCE_BYTES_PER_TOKEN = 3.0288
-_REFERENCE_ROWS = [
-    (16, 1, 3312, 12528, 102400, 2.7139),
-    (16, 1, 3312, 12528, 204800, 1.8324),
-    (16, 1, 3312, 12528, 409600, 1.4102),
-    (16, 1, 3312, 12528, 819200, 0.9997),
-    (16, 1, 3312, 12528, 1638400, 0.9042),
-    (24, 1, 7272, 21096, 102400, 2.2152),
-    (24, 1, 7272, 21096, 204800, 1.4031),
-    (24, 1, 7272, 21096, 409600, 1.0174),
-    (24, 1, 7272, 21096, 819200, 0.8025),
-    (24, 1, 7272, 21096, 1638400, 0.6860),
-    (32, 2, 25472, 43904, 102400, 1.9139),
-    (32, 2, 25472, 43904, 204800, 1.1746),
-    (32, 2, 25472, 43904, 409600, 0.8559),
-    (32, 2, 25472, 43904, 819200, 0.6324),
-    (32, 2, 25472, 43904, 1638400, 0.5751),
-    (48, 2, 56640, 84288, 102400, 1.6233),
-    (48, 2, 56640, 84288, 204800, 1.0342),
-    (48, 2, 56640, 84288, 409600, 0.7972),
-    (48, 2, 56640, 84288, 819200, 0.5871),
-    (48, 2, 56640, 84288, 1638400, 0.5513),
-    (64, 3, 150080, 186944, 102400, 1.4680),
-    (64, 3, 150080, 186944, 204800, 0.9230),
-    (64, 3, 150080, 186944, 409600, 0.7721),
-    (64, 3, 150080, 186944, 819200, 0.5700),
-    (64, 3, 150080, 186944, 1638400, 0.5506),
-]
-REFERENCE_SWEEP = [dict(n_embd=c, n_layer=l, N=n, params=p, D=d, C=6.0 * n * d, loss=loss,
-                        bits_per_byte=loss / math.log(2) / _REFERENCE_BYTES_PER_TOKEN,
-                        bytes_per_token=_REFERENCE_BYTES_PER_TOKEN)
-                   for c, l, n, p, d, loss in _REFERENCE_ROWS]
-
-
-@dataclass
-class SweepConfig:
-    """What `sweep` trains: every size for every budget (steps x batch x block tokens)."""
-
-    sizes: str = dataclasses.field(default=FAST_SIZES, metadata={"help": "comma-separated n_embd x n_layer, e.g. 16x1,32x2"})
-    steps: str = dataclasses.field(default=FAST_STEPS, metadata={"help": "comma-separated step counts (token budgets)"})
-    n_head: int = dataclasses.field(default=4, metadata={"help": "attention heads (must divide every n_embd)"})
-    block_size: int = dataclasses.field(default=64, metadata={"help": "context length in tokens"})
-    batch_size: int = dataclasses.field(default=16, metadata={"help": "sequences per step"})
-    lr: float = dataclasses.field(default=1e-2, metadata={"help": "peak learning rate (warmup 10%, cosine)"})
-    eval_batches: int = dataclasses.field(default=16, metadata={"help": "validation batches per final estimate"})
-    seed: int = dataclasses.field(default=0, metadata={"help": "seed of every run"})
-    vocab_size: int = dataclasses.field(default=512, metadata={"help": "BPE vocabulary (256: raw bytes, no merges)"})
-
-
-def _parse_sizes(text: str) -> list[tuple[int, int]]:
-    try:
-        sizes = [tuple(int(v) for v in s.lower().split("x")) for s in text.split(",") if s.strip()]
-    except ValueError:
-        sizes = []
-    if not sizes or any(len(s) != 2 or min(s) < 1 for s in sizes):
-        raise MiniLLMError(f"sizes must look like '16x1,32x2' (n_embd x n_layer), got {text!r}")
-    return sizes
-
-
-def tinyworld_tokens(vocab_size: int = 512, tokenizer_chars: int = 200_000) -> tuple[np.ndarray, np.ndarray, float]:
-    """TinyWorld's train and val splits as token ids, and the val text's bytes per token.
-
-    A byte-level BPE (`minillm.tokenizer`) with `vocab_size` ids is trained on the first
-    `tokenizer_chars` characters of train; vocab_size 256 means raw bytes (1 byte per token).
-    """
-    from minillm import world
-
-    train_text, val_text = world.load_split("train"), world.load_split("val")
-    if vocab_size == 256:
-        tr = np.frombuffer(train_text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
-        va = np.frombuffer(val_text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
-        return tr, va, 1.0
-    if vocab_size < 256:
-        raise MiniLLMError(f"vocab_size must be >= 256 (the bytes), got {vocab_size}")
-    from minillm.tokenizer import Tokenizer
-
-    tok = Tokenizer.train(train_text[:tokenizer_chars], vocab_size)
-    tr = np.asarray(tok.encode(train_text), dtype=np.int64)
-    va = np.asarray(tok.encode(val_text), dtype=np.int64)
-    return tr, va, len(val_text.encode("utf-8")) / len(va)
-
-
-def floor_nats_per_token(bits_per_byte: float, bytes_per_token: float = 1.0) -> float:
-    """Convert the floor from bits per byte to the training loss's unit, nats per token:
-    x ln 2 (bits -> nats) x bytes per token. `floor_nats_per_token(0.169, 3.5)` -> 0.41."""
-    return bits_per_byte * math.log(2) * bytes_per_token
-
-
-def sweep(config: SweepConfig | None = None, log=print) -> list[dict]:
-    """Train every (size, steps) pair of `config`; one row per run.
-
-    Rows: n_embd, n_layer, N (non-embedding parameters, as Kaplan et al. count),
-    params (all), D (training tokens), C = 6 N D, loss (validation, nats/token),
-    bits_per_byte, bytes_per_token, seconds. Data: TinyWorld through a BPE of
-    `config.vocab_size` ids (`tinyworld_tokens`).
-    """
-    from minillm.model import GPT, GPTConfig
-    from minillm.train import TrainConfig, train
-
-    cfg = config or SweepConfig()
-    sizes = _parse_sizes(cfg.sizes)
-    try:
-        budgets = sorted({int(s) for s in cfg.steps.split(",") if s.strip()})
-    except ValueError:
-        budgets = []
-    if not budgets or budgets[0] < 1:
-        raise MiniLLMError(f"steps must be comma-separated positive integers, got {cfg.steps!r}")
-    train_data, val_data, bytes_per_token = tinyworld_tokens(cfg.vocab_size)
-    rows = []
-    for (C, L), steps in itertools.product(sizes, budgets):
-        if C % cfg.n_head:
-            raise MiniLLMError(f"n_embd {C} is not divisible by n_head {cfg.n_head}")
-        mc = GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.block_size, n_layer=L, n_head=cfg.n_head, n_embd=C)
-        tc = TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=max(1, steps // 10),
-                         eval_every=0, eval_batches=cfg.eval_batches, log_every=0, seed=cfg.seed,
-                         device="cpu", dtype="float32")
-        r = train(mc, tc, train_data, val_data, log=None)
-        model = r.model if r.model is not None else GPT(mc)
-        n = model.num_parameters(non_embedding=True)
-        row = dict(n_embd=C, n_layer=L, N=n, params=model.num_parameters(), D=r.tokens_seen,
-                   C=6.0 * n * r.tokens_seen, loss=float(r.final_val_loss),
-                   bits_per_byte=float(r.final_val_loss) / math.log(2) / bytes_per_token,
-                   bytes_per_token=bytes_per_token, seconds=r.seconds)
-        rows.append(row)
-        if log:
-            log(f"n_embd {C:3d} x {L} layers  N {n:8,d}  D {row['D']:9,d}  C {row['C']:.2e}  "
-                f"loss {row['loss']:.4f} nats/token ({row['bits_per_byte']:.4f} bits/byte)  {r.seconds:.1f}s")
-    return rows
-
-
-@dataclass
-class SweepAnalysis:
-    """Fits of a sweep, and how the fitted E compares with the entropy floor."""
-
-    chinchilla: ChinchillaLaw
-    frontier: PowerLaw | None         # E + A / C^alpha through the runs no cheaper run beats
-    floor: float                      # entropy floor in nats/token
-    held_out: dict | None             # the run left out of the fit
-    predicted: float | None           # the fit's prediction for it
-
-    @property
-    def e_minus_floor(self) -> float:
-        return self.chinchilla.E - self.floor
-
-
-def analyse_sweep(rows: list[dict], floor_bits_per_byte: float | None = None,
-                  hold_out_largest: bool = True) -> SweepAnalysis:
-    """Fit L(N, D) to the sweep (leaving the largest-compute run out to predict it), fit the
-    compute frontier (runs that beat every cheaper run) as E + A / C^alpha, and convert the
-    floor from bits per byte to nats per token."""
-    from minillm import world
-
-    if floor_bits_per_byte is None:
-        import json
-
-        floor_bits_per_byte = json.loads((world.default_data_dir() / "floor.json").read_text())["val"]["bits_per_byte"]
-    rows = list(rows)
-    held = max(rows, key=lambda r: r["C"]) if hold_out_largest and len(rows) > 6 else None
-    fit_rows = [r for r in rows if r is not held]
-    law = fit_chinchilla([r["N"] for r in fit_rows], [r["D"] for r in fit_rows], [r["loss"] for r in fit_rows])
-    # The compute frontier (Pareto): the runs that beat every run of smaller compute.
-    best: dict[float, float] = {}
-    for r in sorted(fit_rows, key=lambda r: r["C"]):
-        if not best or r["loss"] < min(best.values()):
-            best[r["C"]] = r["loss"]
-    frontier = None
-    if len(best) >= 4:
-        try:
-            frontier = fit_power_law(list(best), list(best.values()))
-        except MiniLLMError:
-            frontier = None
-    bytes_per_token = rows[0].get("bytes_per_token", 1.0)
-    return SweepAnalysis(law, frontier, floor_nats_per_token(floor_bits_per_byte, bytes_per_token), held,
-                         float(law(held["N"], held["D"])) if held else None)
-
-
-def plot_sweep(rows: list[dict], analysis: SweepAnalysis):
-    """Loss vs compute (each size a line), the fitted law, the floor, and the held-out
-    prediction. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    sizes = sorted({(r["n_embd"], r["n_layer"]) for r in rows})
-    for (c, l) in sizes:
-        rs = sorted((r for r in rows if (r["n_embd"], r["n_layer"]) == (c, l)), key=lambda r: r["C"])
-        line, = ax.plot([r["C"] for r in rs], [r["loss"] for r in rs], "o", label=f"N={rs[0]['N']:,} ({c}x{l})")
-        d = np.logspace(np.log10(rs[0]["D"] / 2), np.log10(rs[-1]["D"] * 4), 50)
-        ax.plot(6 * rs[0]["N"] * d, analysis.chinchilla(rs[0]["N"], d), "-", color=line.get_color(), alpha=0.6)
-    if analysis.frontier:
-        cs = np.logspace(np.log10(min(r["C"] for r in rows)), np.log10(max(r["C"] for r in rows) * 4), 50)
-        ax.plot(cs, analysis.frontier(cs), "k-", lw=2, alpha=0.4, label="compute frontier fit")
-    ax.axhline(analysis.floor, color="k", ls=":", label=f"entropy floor {analysis.floor:.3f}")
-    ax.axhline(analysis.chinchilla.E, color="gray", ls="--", label=f"fitted E {analysis.chinchilla.E:.3f}")
-    if analysis.held_out:
-        h = analysis.held_out
-        ax.plot([h["C"]], [h["loss"]], "k*", ms=14, label="held-out run (measured)")
-        ax.plot([h["C"]], [analysis.predicted], "rx", ms=12, mew=3, label="held-out run (predicted)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("training compute C = 6ND (FLOPs)")
-    ax.set_ylabel("validation loss (nats/token)")
-    ax.legend(fontsize=7)
-    ax.set_title("TinyWorld sweep: L(N, D) = E + A/N^a + B/D^b")
-    return fig
-
-
-def report(analysis: SweepAnalysis) -> str:
-    """A few lines that summarise the fit."""
-    law = analysis.chinchilla
-    lines = [f"fit: L(N, D) = {law.E:.3f} + {law.A:.3g}/N^{law.alpha:.3f} + {law.B:.3g}/D^{law.beta:.3f}",
-             f"fitted E = {law.E:.4f} nats/token vs entropy floor {analysis.floor:.4f}: "
-             f"E - floor = {analysis.e_minus_floor:+.4f}"]
-    if analysis.held_out:
-        h = analysis.held_out
-        err = analysis.predicted / h["loss"] - 1
-        lines.append(f"held-out run N={h['N']:,} D={h['D']:,}: measured {h['loss']:.4f}, "
-                     f"predicted {analysis.predicted:.4f} ({err:+.1%})")
-    if analysis.frontier:
-        f = analysis.frontier
-        lines.append(f"compute frontier: L(C) = {f.E:.3f} + {f.A:.3g}/C^{f.alpha:.3f}")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------
-# CLI: minillm sweep
-# ---------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from minillm.config import add_dataclass_arguments
-
-    parser.add_argument("--full", action="store_true",
-                        help=f"the longer sweep (sizes {FULL_SIZES}, steps {FULL_STEPS}): tens of minutes on a CPU")
-    parser.add_argument("--out", default=None, help="write the rows (JSON) and the plot (PNG) to this folder")
-    add_dataclass_arguments(parser, SweepConfig)
-
-
-def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from minillm.config import dataclass_from_args
-
-    cfg = dataclass_from_args(SweepConfig, args)
-    if args.full:
-        cfg = dataclasses.replace(cfg, sizes=FULL_SIZES, steps=FULL_STEPS)
-    n_runs = len(_parse_sizes(cfg.sizes)) * len({s for s in cfg.steps.split(",") if s.strip()})
-    if n_runs < 7:  # checked before any training: 5 parameters + 1, plus the held-out run
-        raise MiniLLMError(f"{n_runs} runs are too few: fitting L(N, D) needs at least 6 points "
-                           "(plus one held out); give more --sizes or --steps")
-    rows = sweep(cfg)
-    analysis = analyse_sweep(rows)
-    print(report(analysis))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        from minillm.utils import atomic_write_text
-
-        atomic_write_text(out / "sweep.json", json.dumps(rows, indent=1) + "\n")
-        fig = plot_sweep(rows, analysis)
-        fig.savefig(out / "sweep.png", dpi=110, bbox_inches="tight")
-        print(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
-    return 0

@@ -1,24 +1,27 @@
-"""The main job: `minillm speedrun`.
+"""The main job's pieces: `minillm speedrun` (the command is minillm/commands/speedrun.py).
 
 TinyWorld -> its entropy floor -> a BPE tokenizer -> pretraining a GPT ->
-evaluation (bits per byte vs the floor, few-shot multiple choice, a
-contamination check) -> samples -> `report.md` with plots and a table.
+evaluation (bits per byte vs the floor, few-shot multiple choice, a contamination
+check) -> samples -> `report.md` with plots and a table.
 
-The default takes about 5 minutes on a 2-core CPU; `--fast` is a smoke run for
-CI (well under a minute). Later lessons append their post-training stages to the
-report with `append_section`.
+What it holds: the measured size presets, the training schedule of a preset at
+any number of steps (evaluation, logging and checkpoints scale with the run),
+a step count that fits a time budget, readable samples, and the report, which
+explains its numbers and ends with what to do next. Later lessons append their
+post-training stages to the report with `append_section`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from minillm import world
-from minillm.utils import atomic_write_text
+from minillm.model import GPTConfig
+from minillm.train import TrainConfig
+from minillm.utils import MiniLLMError, atomic_write_text
 
 
 @dataclass
@@ -35,7 +38,7 @@ class Preset:
     batch_size: int
     lr: float
     warmup_steps: int
-    eval_every: int
+    eval_every: int       # at `steps`; scaled with the run's length
     val_stories: int      # validation stories scored for bits per byte (1000 = all)
     mc_items: int         # multiple-choice items
     shots: int            # solved examples before each question
@@ -52,12 +55,66 @@ PRESETS = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/speedrun", help="folder for the report and artifacts")
-    parser.add_argument("--fast", action="store_true", help="a tiny run for CI (well under a minute)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--steps", type=int, default=None, help="override the preset's training steps")
-    parser.add_argument("--device", default="auto", help="auto (CUDA -> MPS -> CPU), cpu, cuda, mps")
+def model_config(p: Preset, vocab_size: int) -> GPTConfig:
+    """The preset's GPT; `vocab_size` is the tokenizer's (the tokenizer owns the vocabulary)."""
+    return GPTConfig(vocab_size=vocab_size, block_size=p.block_size, n_layer=p.n_layer, n_head=p.n_head,
+                     n_embd=p.n_embd, style=p.style, bias=p.style == "gpt2")
+
+
+def train_config(p: Preset, steps: int | None = None, seed: int = 0, device: str = "auto") -> TrainConfig:
+    """The preset's schedule at `steps` steps: evaluations (6 per run at the preset's
+    length, at least 2), 5 log lines per evaluation and a checkpoint at each evaluation
+    all scale with the run; the warmup is capped at the run's length.
+
+    >>> train_config(PRESETS["default"], 300).eval_every, train_config(PRESETS["default"]).eval_every
+    (50, 500)
+    """
+    steps = steps or p.steps
+    if steps < 1:
+        raise MiniLLMError(f"--steps must be at least 1, got {steps}")
+    eval_every = max(1, min(round(p.eval_every * steps / p.steps), steps // 2 or 1))
+    return TrainConfig(steps=steps, batch_size=p.batch_size, lr=p.lr, warmup_steps=min(p.warmup_steps, steps),
+                       eval_every=eval_every, eval_batches=4, log_every=max(1, eval_every // 5),
+                       checkpoint_every=eval_every, seed=seed, device=device)
+
+
+def steps_for_budget(seconds: float, seconds_per_step: float, p: Preset) -> int:
+    """The most steps (at most the preset's, at least 10) that fit `seconds` of training."""
+    if not seconds > 0:
+        raise MiniLLMError(f"--time-budget must be a positive number of seconds, got {seconds}")
+    return max(10, min(p.steps, int(seconds / max(seconds_per_step, 1e-9))))
+
+
+def readable_sample(text: str, end_token: str = "<|endoftext|>") -> str:
+    """A sampled story for people: cut at its end (the first newline or end-of-text token),
+    with bytes that are not valid UTF-8 (U+FFFD after decoding) shown as `·`.
+
+    >>> readable_sample("Once upon a \\ufffd\\ufffdtime.<|endoftext|>Once")
+    'Once upon a ·time.'
+    """
+    text = text.split("\n")[0].split(end_token)[0]
+    while "\ufffd\ufffd" in text:
+        text = text.replace("\ufffd\ufffd", "\ufffd")
+    return text.replace("\ufffd", "·").strip()
+
+
+@torch.no_grad()
+def sample_stories(model, tok, n: int, max_new_tokens: int, seed: int = 0) -> list[tuple[bool, str]]:
+    """`n` sampled stories after "Once upon a time": (parses as a TinyWorld story, readable text)."""
+    prompt = torch.tensor([tok.encode("Once upon a time")], device=next(model.parameters()).device)
+    newline = tok.encode("\n")
+    samples = []
+    for i in range(n):
+        ids = model.generate(prompt, max_new_tokens=max_new_tokens, temperature=1.0,
+                             stop_tokens=newline if len(newline) == 1 else None, seed=seed + i)
+        text = readable_sample(tok.decode(ids[0].tolist()))
+        try:
+            world.story_from_text(text)
+            ok = "·" not in text
+        except Exception:  # not a story the world could have written
+            ok = False
+        samples.append((ok, text))
+    return samples
 
 
 def append_section(out: str | Path, title: str, markdown: str) -> Path:
@@ -67,110 +124,19 @@ def append_section(out: str | Path, title: str, markdown: str) -> Path:
     return atomic_write_text(path, text.rstrip("\n") + f"\n\n## {title}\n\n{markdown.strip()}\n")
 
 
-def val_floor() -> world.Floor:
-    """The entropy floor of the default validation split (bits per byte)."""
-    val = world.load_split("val")
-    return world.entropy_floor([world.story_from_text(line) for line in val.splitlines()])
+NEXT_STEPS = """\
+- Talk to the model: `minillm generate --checkpoint {out} --prompt "Once upon a time"`.
+- Score it again, on more text or more questions: `minillm evaluate {out}`.
+- Stopped early? `minillm speedrun --out {out} --resume` continues from the last checkpoint (same flags).
+- Train longer: `minillm speedrun --steps 6000 --out runs/longer` (evaluations and checkpoints scale with it).
+- Read how each number is measured: `lessons/05-evaluation.md`; open `notebooks/04_pretraining.ipynb` and
+  `notebooks/05_evaluation.ipynb` to see the curves and the scores step by step.
+"""
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from minillm.data import load_tokens, tokenize_file
-    from minillm.evaluate import contamination, floor_gap, multiple_choice_eval, score_text
-    from minillm.model import GPTConfig
-    from minillm.tokenizer import Tokenizer
-    from minillm.train import TrainConfig, train
-
-    t0 = time.time()
-    p = PRESETS["fast" if args.fast else "default"]
-    steps = args.steps or p.steps
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-
-    # 1. Data and the floor
-    data = world.default_data_dir()
-    print(f"TinyWorld data: {data}")
-    train_text, val_text = world.load_split("train"), world.load_split("val")
-    print(f"train: {len(train_text.encode()):,} bytes, val: {len(val_text.encode()):,} bytes")
-    floor = val_floor()
-    print(f"validation {floor}")
-
-    # 2. Tokenizer (trained on the first MB: TinyWorld's words all appear there)
-    t = time.time()
-    tok = Tokenizer.train(train_text[:1 << 20], p.vocab_size)
-    tok.save(out / "tokenizer.json")
-    n_train = tokenize_file(data / "train.txt", tok, out / "train.bin", progress=False)
-    n_val = tokenize_file(data / "val.txt", tok, out / "val.bin", progress=False)
-    bpt = len(val_text.encode()) / n_val
-    timings["tokenizer"] = time.time() - t
-    print(f"tokenizer: {tok.vocab_size} ids, {n_train:,} train tokens, {bpt:.2f} bytes/token "
-          f"({timings['tokenizer']:.1f} s)")
-
-    # 3. Pretraining
-    t = time.time()
-    mcfg = GPTConfig(vocab_size=tok.vocab_size, block_size=p.block_size, n_layer=p.n_layer, n_head=p.n_head,
-                     n_embd=p.n_embd, style=p.style, bias=p.style == "gpt2")
-    tcfg = TrainConfig(steps=steps, batch_size=p.batch_size, lr=p.lr, warmup_steps=min(p.warmup_steps, steps),
-                       eval_every=p.eval_every, eval_batches=4, log_every=max(1, p.eval_every // 5),
-                       seed=args.seed, device=args.device)
-    result = train(mcfg, tcfg, load_tokens(out / "train.bin"), load_tokens(out / "val.bin"), out_dir=out,
-                   tokenizer=tok, bytes_per_token=bpt, floor_bits_per_byte=floor.bits_per_byte)
-    timings["pretraining"] = time.time() - t
-    model = result.model.eval()
-
-    # 4. Evaluation
-    t = time.time()
-    val_part = "".join(line + "\n" for line in val_text.splitlines()[:p.val_stories])
-    part_floor = world.entropy_floor([world.story_from_text(s) for s in val_part.splitlines()])
-    score = score_text(model, tok, val_part)
-    print(f"validation ({p.val_stories} stories): {score}")
-    print(f"vs the floor {part_floor.bits_per_byte:.4f}: {floor_gap(score.bits_per_byte, part_floor.bits_per_byte)}")
-    items = world.load_jsonl("mc_val")[:p.mc_items]
-    mc = multiple_choice_eval(model, tok, items, shots=p.shots, shot_pool=world.load_jsonl("qa_train")[:200],
-                              seed=args.seed)
-    print(f"multiple choice: {mc}")
-    cont = contamination([it["story"] for it in items], train_text)
-    print(f"contamination: {cont}")
-    timings["evaluation"] = time.time() - t
-
-    # 5. Samples
-    t = time.time()
-    prompt = torch.tensor([tok.encode("Once upon a time")], device=next(model.parameters()).device)
-    newline = tok.encode("\n")
-    samples, valid = [], 0
-    for i in range(p.samples):
-        ids = model.generate(prompt, max_new_tokens=min(120, 2 * p.block_size), temperature=1.0,
-                             stop_tokens=newline if len(newline) == 1 else None, seed=args.seed + i)
-        text = tok.decode(ids[0].tolist()).split("\n")[0]
-        try:
-            world.story_from_text(text)
-            ok = True
-        except Exception:  # not a story the world could have written
-            ok = False
-        valid += ok
-        samples.append((ok, text))
-    timings["samples"] = time.time() - t
-    print(f"samples: {valid}/{len(samples)} are valid TinyWorld stories")
-
-    # 6. Report
-    total = time.time() - t0
-    metrics = dict(
-        parameters=model.num_parameters(), tokens=result.tokens_seen, train_seconds=timings["pretraining"],
-        tokens_per_s=result.tokens_seen / timings["pretraining"], val_bits_per_byte=score.bits_per_byte,
-        floor_bits_per_byte=part_floor.bits_per_byte, ratio_to_floor=score.bits_per_byte / part_floor.bits_per_byte,
-        val_loss=score.loss, val_perplexity=score.perplexity, mc_accuracy=mc.accuracy, mc_ci95=list(mc.ci95),
-        mc_shots=mc.shots, mc_n=mc.n, mc_by_kind=mc.by_kind, contamination=asdict(cont),
-        valid_samples=valid, n_samples=len(samples), total_seconds=total, timings=timings,
-        preset="fast" if args.fast else "default", model=asdict(mcfg), train=asdict(tcfg))
-    atomic_write_text(out / "speedrun.json", json.dumps(metrics, indent=2) + "\n")
-    write_report(out, metrics, samples, floor, tok.vocab_size, bpt)
-    print(f"done in {total:.0f} s; report: {out / 'report.md'}")
-    return 0
-
-
-def write_report(out: Path, m: dict, samples: list[tuple[bool, str]], floor, vocab: int, bpt: float) -> Path:
+def write_report(out: Path, m: dict, samples: list[tuple[bool, str]], floor: world.Floor, vocab: int,
+                 bpt: float) -> Path:
+    """report.md: the table, what the two floors are, the plot, samples and what to do next."""
     lo, hi = m["mc_ci95"]
     rows = [
         ("parameters", f"{m['parameters']:,}"),
@@ -179,8 +145,8 @@ def write_report(out: Path, m: dict, samples: list[tuple[bool, str]], floor, voc
         ("tokens/s", f"{m['tokens_per_s']:,.0f}"),
         ("tokenizer", f"{vocab} ids, {bpt:.2f} bytes/token"),
         ("validation loss", f"{m['val_loss']:.4f} nats/token (perplexity {m['val_perplexity']:.3f})"),
-        ("validation bits/byte", f"**{m['val_bits_per_byte']:.4f}**"),
-        ("entropy floor", f"{m['floor_bits_per_byte']:.4f} bits/byte (x {m['ratio_to_floor']:.2f}: "
+        ("validation bits/byte", f"**{m['val_bits_per_byte']:.4f}** ({m['val_stories']} stories)"),
+        ("entropy floor", f"{m['floor_bits_per_byte']:.4f} bits/byte of the same stories (x {m['ratio_to_floor']:.2f}: "
                           f"{100 * (m['ratio_to_floor'] - 1):+.1f}%)"),
         (f"{m['mc_shots']}-shot multiple choice", f"{m['mc_accuracy']:.3f} (95% CI [{lo:.3f}, {hi:.3f}], "
                                                   f"n={m['mc_n']}, chance 0.25)"),
@@ -191,17 +157,26 @@ def write_report(out: Path, m: dict, samples: list[tuple[bool, str]], floor, voc
     c = m["contamination"]
     text = "\n".join([
         "# minillm speedrun", "",
-        f"Preset `{m['preset']}`: {m['model']['style']}-style GPT with {m['model']['n_layer']} layers, width {m['model']['n_embd']}, "
-        f"context {m['model']['block_size']}, {m['train']['steps']} steps of {m['train']['batch_size']} sequences.",
-        "", "| | |", "| --- | --- |", *[f"| {a} | {b} |" for a, b in rows], "",
+        f"Preset `{m['preset']}`: {m['model']['style']}-style GPT with {m['model']['n_layer']} layers, width "
+        f"{m['model']['n_embd']}, context {m['model']['block_size']}, {m['train']['steps']} steps of "
+        f"{m['train']['batch_size']} sequences.", "",
+        "| | |", "| --- | --- |", *[f"| {a} | {b} |" for a, b in rows], "",
         "Times are wall-clock: other programs running on the machine slow them down.", "",
+        "**Two floors.** TinyWorld's stories come from a known generator, so the best any model can do "
+        "(the entropy floor) is computed exactly. The table compares the model with the floor of *the "
+        f"stories it was scored on* ({m['val_stories']} of them: {m['floor_bits_per_byte']:.4f} bits/byte). "
+        f"The plot's dashed line is the floor of the *whole* validation split ({floor.bits_per_byte:.4f} "
+        f"bits/byte over {floor.n_stories} stories), the one the training log's bits/byte are measured "
+        "against. The two differ only because the stories differ.", "",
         "![loss curves: train/validation and validation vs the entropy floor](loss.png)", "",
-        f"Validation entropy floor of TinyWorld: {floor}.", "",
         f"Multiple choice by question kind: {by_kind}.", "",
         f"Contamination ({c['n']}-grams of the evaluation stories in the training text): "
         f"{100 * c['flagged']:.0f}% of items share an n-gram (TinyWorld is templated), "
         f"{100 * c['ngram_overlap']:.0f}% of their n-grams; {c['exact_duplicates']} exact duplicates.", "",
         "## Samples", "",
-        "Prompt `Once upon a time`; (valid) means the story parses as one TinyWorld could have written.", "",
-        *[f"- {'(valid) ' if ok else ''}{s}" for ok, s in samples], ""])
+        "Prompt `Once upon a time`, cut at the story's end; (valid) means the story parses as one TinyWorld "
+        "could have written; `·` marks bytes that are not valid UTF-8 (a young model has not learned to "
+        "spell yet).", "",
+        *[f"- {'(valid) ' if ok else ''}{s}" for ok, s in samples], "",
+        "## What to do next", "", NEXT_STEPS.format(out=out)])
     return atomic_write_text(out / "report.md", text)

@@ -17,18 +17,19 @@ the names, colours and counts of the start of a story return at its end, and
 Each story is one line; the newline that ends it is deterministic too (it
 follows "The end."), so `entropy_floor` counts it as a byte to predict.
 
-The same world yields questions with checkable answers (SFT, evaluation),
-multiple-choice items (few-shot evaluation) and preference pairs with a
-programmatic judge (DPO, RLHF).
+The same world yields questions with checkable answers, multiple-choice items
+and preference pairs with a programmatic judge: `minillm.world_tasks`.
+
+This module also finds the default data set (`data/tinyworld`, written by
+`minillm world data`) and reads its floor (`split_floor`): the one source of
+the floor every lesson compares with.
 
 Left out: grammar beyond a few templates, pronouns, more than two characters.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import random
@@ -183,16 +184,16 @@ def story_rng(seed: int, split: str, index: int) -> random.Random:
     return random.Random(f"tinyworld/{seed}/{split}/{index}")
 
 
-def generate(n_stories: int, seed: int = 0, split: str = "train") -> list[Story]:
-    """`n_stories` stories, the same ones for the same (seed, split)."""
-    check_size_and_seed(n_stories, seed)
-    return [sample_story(story_rng(seed, split, i)) for i in range(n_stories)]
-
-
 def iter_stories(n_stories: int, seed: int = 0, split: str = "train") -> Iterator[Story]:
+    """`n_stories` stories, one at a time, the same ones for the same (seed, split)."""
     check_size_and_seed(n_stories, seed)
     for i in range(n_stories):
         yield sample_story(story_rng(seed, split, i))
+
+
+def generate(n_stories: int, seed: int = 0, split: str = "train") -> list[Story]:
+    """`n_stories` stories as a list (see `iter_stories`)."""
+    return list(iter_stories(n_stories, seed, split))
 
 
 def check_size_and_seed(n_stories: int, seed: int) -> None:
@@ -330,7 +331,7 @@ def unigram_bits_per_byte(train: bytes, test: bytes) -> float:
     Example: train=b"aab", test=b"a" -> p(a) = (2 + 1) / (3 + 256): 6.43 bits.
     """
     ### BEGIN SOLUTION name=world.unigram points=2
-    ### HINT: count each byte value in train, add 1 to every count, then average -log2 p(b) over test.
+    ### HINT: how often does each of the 256 byte values occur in train, and what does smoothing add so none has probability 0?
     counts = [1] * 256
     for b in train:
         counts[b] += 1
@@ -347,129 +348,32 @@ def bigram_bits_per_byte(train: bytes, test: bytes) -> float:
     Example: train=b"abab", test=b"ab" -> p(a) = 3/260, p(b|a) = 3/258: 6.43 bits per byte.
     """
     ### BEGIN SOLUTION name=world.bigram points=3
-    ### HINT: count pairs (train[i], train[i+1]) in a 256 x 256 table; add 1 to every cell.
-    import numpy as np
-
-    t = np.frombuffer(train, dtype=np.uint8).astype(np.int64)
-    pair = np.ones((256, 256))
-    np.add.at(pair, (t[:-1], t[1:]), 1)
-    logp = np.log2(pair / pair.sum(axis=1, keepdims=True))
-    x = np.frombuffer(test, dtype=np.uint8).astype(np.int64)
-    first = -math.log2((train.count(bytes([x[0]])) + 1) / (len(train) + 256))
-    return float((first - logp[x[:-1], x[1:]].sum()) / len(x))
+    ### HINT: keep a count for every (previous byte, byte) pair, each starting at 1; a row of that table is one context.
+    pair = [[1] * 256 for _ in range(256)]            # pair[a][b] = count(a, b) + 1
+    for a, b in zip(train, train[1:]):
+        pair[a][b] += 1
+    row = [sum(r) for r in pair]                      # count(a) + 256 (a as a context)
+    bits = -math.log2((train.count(test[:1]) + 1) / (len(train) + 256))   # the first byte: unigram
+    bits += sum(-math.log2(pair[a][b] / row[a]) for a, b in zip(test, test[1:]))
+    return bits / len(test)
     ### END SOLUTION
 
 
 # ---------------------------------------------------------------------------------
-# Questions, multiple choice and preference pairs (lessons 05, 08, 10, 11)
-# ---------------------------------------------------------------------------------
-
-QUESTION_KINDS = ["start", "hero_end", "friend_end", "place", "friend_species", "colour"]
-
-
-def _count_word(n: int) -> str:
-    return NUMBERS[n]
-
-
-def question(story: Story, kind: str) -> tuple[str, str, list[str]]:
-    """(question, correct answer, all possible answers of that kind) about `story`."""
-    f = story.facts
-    things_ = f"{f['colour']} {f['object']}"
-    counts = [_count_word(i) for i in range(len(NUMBERS))]
-    if kind == "start":
-        return f"How many {things_} did {f['hero']} have at the start?", _count_word(f["start"]), counts
-    if kind == "hero_end":
-        return f"How many {things_} did {f['hero']} have at the end?", _count_word(f["hero_end"]), counts
-    if kind == "friend_end":
-        return f"How many {things_} did {f['friend']} have at the end?", _count_word(f["friend_end"]), counts
-    if kind == "place":
-        return f"Where did {f['hero']} live?", f"near {f['place']}", [f"near {p}" for p in PLACES]
-    if kind == "friend_species":
-        return f"What kind of animal was {f['friend']}?", f"a {f['friend_species']}" if article(
-            f["friend_species"]) == "a" else f"an {f['friend_species']}", [f"{article(x)} {x}" for x in SPECIES]
-    if kind == "colour":
-        return f"What colour were the {f['object']} of {f['hero']}?", f["colour"], list(COLOURS)
-    raise MiniLLMError(f"unknown question kind {kind!r}; choose from {QUESTION_KINDS}")
-
-
-def qa_pairs(n: int, seed: int = 0, split: str = "qa") -> list[dict]:
-    """Question/answer pairs grounded in fresh stories: {story, question, answer, kind}."""
-    rng = random.Random(f"tinyworld-qa/{seed}/{split}")
-    out = []
-    for story in iter_stories(n, seed, split):
-        kind = QUESTION_KINDS[rng.randrange(len(QUESTION_KINDS))]
-        q, a, _ = question(story, kind)
-        out.append(dict(story=story.text, question=q, answer=a, kind=kind))
-    return out
-
-
-def multiple_choice(n: int, seed: int = 0, split: str = "mc", n_choices: int = 4) -> list[dict]:
-    """Multiple-choice items: {story, question, choices, answer_index, kind}.
-
-    Distractors are other answers of the same kind (numbers near the true one for counts).
-    """
-    rng = random.Random(f"tinyworld-mc/{seed}/{split}")
-    out = []
-    for item in qa_pairs(n, seed, split):
-        story = story_from_text(item["story"])
-        _, answer, pool = question(story, item["kind"])
-        if item["kind"] in ("start", "hero_end", "friend_end"):
-            i = pool.index(answer)
-            pool = pool[max(0, i - 4): i + 5]  # plausible numbers, not "twenty" for "two"
-        wrong = [x for x in pool if x != answer]
-        choices = rng.sample(wrong, n_choices - 1)
-        k = rng.randrange(n_choices)
-        choices.insert(k, answer)
-        out.append(dict(story=item["story"], question=item["question"], choices=choices,
-                        answer_index=k, kind=item["kind"]))
-    return out
-
-
-def judge(story_text: str, question_text: str, answer: str) -> bool:
-    """The programmatic judge: is `answer` the right answer to `question_text` about the story?
-
-    Works from the text alone (the story is parsed, not looked up), so it can
-    grade answers a model wrote. Case, spaces and a final period are ignored.
-    """
-    story = story_from_text(story_text)
-    norm = lambda x: x.strip().rstrip(".").strip().lower()  # noqa: E731
-    for kind in QUESTION_KINDS:
-        q, a, _ = question(story, kind)
-        if q == question_text:
-            return norm(answer) == norm(a)
-    raise MiniLLMError(f"the judge does not know the question {question_text!r}")
-
-
-def preference_pairs(n: int, seed: int = 0, split: str = "prefs") -> list[dict]:
-    """Preference pairs for DPO/RLHF: {story, question, chosen, rejected}.
-
-    `chosen` is the correct answer and `rejected` a wrong one of the same kind, so
-    `judge` prefers `chosen` every time.
-    """
-    return [dict(story=m["story"], question=m["question"], chosen=m["choices"][m["answer_index"]],
-                 rejected=next(c for i, c in enumerate(m["choices"]) if i != m["answer_index"]),
-                 kind=m["kind"])
-            for m in multiple_choice(n, seed, split)]
-
-
-# ---------------------------------------------------------------------------------
-# The default data set in data/ (see data/README.md) and the command line
+# The default data set in data/ (see data/README.md)
 # ---------------------------------------------------------------------------------
 
 DEFAULT_SEED = 0
 DEFAULT_SIZES = dict(train=12000, val=1000)  # stories; about 4 MB and 330 KB
-DERIVED_SIZES = dict(qa_train=2000, qa_val=300, mc_val=300, prefs_train=2000, prefs_val=200)
 REPO_DATA = Path(__file__).resolve().parent.parent / "data" / "tinyworld"
+CACHE_DATA = Path.home() / ".cache" / "minillm" / "tinyworld"
 
 
-def write_dataset(out_dir: str | Path, seed: int = DEFAULT_SEED, sizes: dict | None = None,
-                  derived: dict | None = None) -> dict[str, Path]:
-    """Write train.txt / val.txt (one story per line) and the derived JSONL sets.
-
-    Returns {name: path}. Also writes floor.json with the entropy floor of each split.
-    """
+def write_stories(out_dir: str | Path, seed: int = DEFAULT_SEED, sizes: dict | None = None) -> dict[str, Path]:
+    """Write one `<split>.txt` per split (one story per line) and floor.json with the
+    entropy floor of each split. Returns {name: path}. The derived question sets are
+    `minillm.world_tasks.write_dataset`."""
     sizes = dict(DEFAULT_SIZES if sizes is None else sizes)
-    derived = dict(DERIVED_SIZES if derived is None else derived)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -479,75 +383,62 @@ def write_dataset(out_dir: str | Path, seed: int = DEFAULT_SEED, sizes: dict | N
     for split, n in sizes.items():
         stories = generate(n, seed, split)
         paths[split] = atomic_write_text(out / f"{split}.txt", corpus_text(stories))
-        fl = entropy_floor(stories)
-        floors[split] = dict(bits_per_byte=fl.bits_per_byte, nats_per_byte=fl.nats_per_byte,
-                             ci95=list(fl.ci95), stories=fl.n_stories, bytes=fl.n_bytes)
-    makers = dict(qa=qa_pairs, mc=multiple_choice, prefs=preference_pairs)
-    for name, n in derived.items():
-        kind = name.split("_")[0]
-        rows = makers[kind](n, seed, name)
-        paths[name] = atomic_write_text(out / f"{name}.jsonl",
-                                        "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        f = entropy_floor(stories)
+        floors[split] = dict(bits_per_byte=f.bits_per_byte, nats_per_byte=f.nats_per_byte, ci95=list(f.ci95),
+                             stories=f.n_stories, bytes=f.n_bytes)
     paths["floor"] = atomic_write_text(out / "floor.json", json.dumps(floors, indent=2, sort_keys=True) + "\n")
     return paths
 
 
 def default_data_dir() -> Path:
     """data/tinyworld of this repository; if missing (an installed package), a cache
-    folder where the default data set is generated once (a few seconds, offline)."""
+    folder where the default stories are generated once (a few seconds, offline)."""
     if (REPO_DATA / "train.txt").exists():
         return REPO_DATA
-    cache = Path.home() / ".cache" / "minillm" / "tinyworld"
-    if not (cache / "floor.json").exists():
-        write_dataset(cache)
-    return cache
+    if not (CACHE_DATA / "floor.json").exists():
+        write_stories(CACHE_DATA)
+    return CACHE_DATA
 
 
 def load_split(split: str = "train") -> str:
     """The text of a default split ('train' or 'val'): one story per line."""
     path = default_data_dir() / f"{split}.txt"
     if not path.exists():
-        raise MiniLLMError(f"no TinyWorld split {split!r} (have: train, val)")
+        raise MiniLLMError(f"no TinyWorld split {split!r} (have: {', '.join(DEFAULT_SIZES)})")
     return path.read_text(encoding="utf-8")
 
 
 def load_jsonl(name: str) -> list[dict]:
     """A derived default set: qa_train, qa_val, mc_val, prefs_train, prefs_val."""
-    path = default_data_dir() / f"{name}.jsonl"
+    folder = default_data_dir()
+    path = folder / f"{name}.jsonl"
     if not path.exists():
-        raise MiniLLMError(f"no TinyWorld set {name!r} (have: {', '.join(DERIVED_SIZES)})")
+        raise MiniLLMError(f"no TinyWorld set {name!r} in {folder} (`minillm world data --out {folder}` "
+                           "writes the derived sets)")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def split_floor(split: str = "val") -> Floor:
+    """The entropy floor of a whole default split, as floor.json records it.
+
+    floor.json is written by the same `entropy_floor` (a test regenerates it), so
+    reading it is the fast path of `entropy_floor` over the split's 1,000+ stories.
+    For a part of a split (a model scored on fewer stories) use `text_floor`.
+    """
+    floors = json.loads((default_data_dir() / "floor.json").read_text(encoding="utf-8"))
+    if split not in floors:
+        raise MiniLLMError(f"no floor for TinyWorld split {split!r} (have: {', '.join(floors)})")
+    f = floors[split]
+    return Floor(f["bits_per_byte"], f["nats_per_byte"], tuple(f["ci95"]), f["stories"], f["bytes"])
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", nargs="?", default="sample", choices=["sample", "floor", "data"],
-                        help="sample: print stories with their bits; floor: the entropy floor of a "
-                             "corpus; data: write a data set (default: the one in data/tinyworld)")
-    parser.add_argument("--stories", type=int, default=3, help="how many stories (sample, floor)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
-    parser.add_argument("--split", default="train", help="split name: a different split, different stories")
-    parser.add_argument("--out", default=None, help="data: output folder (default: data/tinyworld)")
-    parser.add_argument("--size", type=int, default=None,
-                        help=f"data: stories in train (default {DEFAULT_SIZES['train']}); val gets a 12th")
+def text_floor(text: str) -> Floor:
+    """The entropy floor of exactly these stories (one per line; every line must be one).
 
-
-def run(args: argparse.Namespace) -> int:
-    if args.action == "sample":
-        for story in generate(args.stories, args.seed, args.split):
-            print(f"[{story.bits:.1f} bits, {len(story.text) + 1} bytes] {story.text}")
-    elif args.action == "floor":
-        print(entropy_floor(generate(args.stories, args.seed, args.split)))
-    else:
-        sizes = None
-        if args.size is not None:
-            check_size_and_seed(args.size, args.seed)
-            sizes = dict(train=args.size, val=max(1, args.size // 12))
-        check_size_and_seed(1, args.seed)
-        paths = write_dataset(args.out or REPO_DATA, args.seed, sizes)
-        for name, path in paths.items():
-            print(f"wrote {path} ({path.stat().st_size:,} bytes)")
-    return 0
+    >>> text_floor(corpus_text(generate(3))).n_stories
+    3
+    """
+    try:
+        return entropy_floor([story_from_text(line) for line in text.splitlines()])
+    except ValueError as e:
+        raise MiniLLMError(f"the floor is known only for TinyWorld stories: {e}") from None

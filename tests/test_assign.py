@@ -86,7 +86,7 @@ def test_region_names_are_unique_and_points_positive():
 
 
 @pytest.mark.parametrize("path, lesson", [
-    ("minillm/world.py", "00"), ("minillm/tokenizer.py", "01"), ("minillm/tokenizer_fast.py", "01"),
+    ("minillm/world.py", "00"), ("minillm/tokenizer.py", "01"), ("minillm/bpe.py", "01"),
     ("minillm/attention.py", "02"), ("minillm/layers.py", "03"), ("minillm/model.py", "03"),
     ("minillm/checkpoint.py", "04"), ("minillm/optim.py", "04"), ("minillm/evaluate.py", "05"),
     ("minillm/scaling.py", "06"), ("minillm/flops.py", "07"), ("notebooks/05_evaluate.ipynb", "05"),

@@ -180,3 +180,19 @@ def test_special_tokens_in_a_corpus_need_permission(tmp_path):
         tokenize_text(text, tok)
     ids = tokenize_text(text, tok, allowed_special={"<|endoftext|>"}).tolist()
     assert ids.count(tok.eot_id) == 1
+
+
+def test_write_token_files_from_text_and_from_a_file(tmp_path):
+    from minillm.data import load_tokens, tokenize_text, write_token_files
+    from minillm.tokenizer import Tokenizer
+
+    text = "the cat sat.\nthe dog ran.\n" * 20
+    tok = Tokenizer.train(text, 270)
+    (tmp_path / "val.txt").write_text(text, encoding="utf-8")
+    files = write_token_files(tmp_path, tok, {"train": text, "val": tmp_path / "val.txt"})
+    ids = tokenize_text(text, tok)
+    for name in ("train", "val"):
+        f = files[name]
+        assert f.path == tmp_path / f"{name}.bin" and f.n_tokens == len(ids) and f.n_bytes == len(text.encode())
+        assert load_tokens(f.path).tolist() == ids.tolist() == tok.encode(text)
+    assert files["val"].bytes_per_token == pytest.approx(len(text) / len(ids))

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from minillm import MiniLLMError
+from minillm import MiniLLMError, evaluate, world
 from minillm.data import sequential_batches
-from minillm.evaluate import (bits_per_byte, choice_logprob_reference, choice_logprobs, contamination, format_example,
-                              multiple_choice_eval, perplexity, score_text, sliding_window_nll,
+from minillm.evaluate import (bits_per_byte, choice_logprob_reference, choice_logprobs, contamination, floor_gap,
+                              format_example, multiple_choice_eval, perplexity, score_text, sliding_window_nll,
                               sliding_window_nll_reference, wilson_interval, window_plan, words)
 from minillm.model import GPT, GPTConfig
 
@@ -89,10 +89,11 @@ def test_window_plan_scores_every_token_once_with_enough_context(n, T, stride):
 
 @pytest.mark.exercise("evaluate.sliding_window")
 @pytest.mark.parametrize("stride", [1, 5, 16])
-def test_fast_sliding_window_equals_reference(random_gpt, stride):
+def test_fast_sliding_window_equals_reference(random_gpt, stride, monkeypatch):
     ids = torch.randint(0, 50, (41,), generator=torch.Generator().manual_seed(1))
-    ref = sliding_window_nll_reference(random_gpt, ids, 16, stride)
     fast = sliding_window_nll(random_gpt, ids, 16, stride, batch_size=3)
+    monkeypatch.setattr(evaluate, "sliding_window_nll", lambda *a, **k: pytest.fail("no delegation"))
+    ref = sliding_window_nll_reference(random_gpt, ids, 16, stride)
     assert ref.shape == fast.shape == (40,)
     torch.testing.assert_close(fast, ref, atol=2e-5, rtol=1e-5)
 
@@ -120,6 +121,12 @@ def test_bits_per_byte_and_perplexity_hand_values():
     assert perplexity(math.log(7)) == pytest.approx(7.0)
     with pytest.raises(MiniLLMError):
         bits_per_byte(1.0, 0)
+
+
+def test_floor_gap_and_empty_text():
+    assert floor_gap(0.2, 0.1) == "0.2000 bits/byte = floor x 2.00 (+100.0%)"
+    with pytest.raises(MiniLLMError, match="empty"):
+        score_text(BiasLM(torch.zeros(256)), ByteTokenizer(), "")
 
 
 def test_uniform_model_costs_log2_vocab_bits_per_token():
@@ -161,17 +168,37 @@ def test_bits_per_byte_does_not_care_how_text_is_cut_into_tokens():
 
 # --- multiple choice -------------------------------------------------------------------
 
+@pytest.fixture
+def no_batched_choices(monkeypatch):
+    monkeypatch.setattr(evaluate, "choice_logprobs", lambda *a, **k: pytest.fail("no delegation"))
+
+
 @pytest.mark.exercise("evaluate.choice_logprob")
-def test_choice_logprob_is_a_sum_over_the_choice_tokens(random_gpt):
+def test_choice_logprob_is_the_chain_rule(random_gpt, no_batched_choices):
+    # Identity: log p(choice | context) = log p(context + choice) - log p(context), each side from the
+    # model's own cross-entropy loss (mean over the predicted tokens, times their number).
     context, choice = [3, 14, 15, 9], [2, 6, 5]
-    full = torch.tensor(context + choice)
-    logp = random_gpt(full[None, :-1])[0][0].double().log_softmax(-1)  # (6, V)
-    expected = sum(logp[len(context) - 1 + i, c].item() for i, c in enumerate(choice))
-    assert choice_logprob_reference(random_gpt, context, choice) == pytest.approx(expected, abs=1e-6)
+
+    def total_logprob(ids):  # log p(ids[1:] | ids[0])
+        x = torch.tensor(ids)[None]
+        return -random_gpt(x[:, :-1], x[:, 1:])[1].item() * (len(ids) - 1)
+
+    expected = total_logprob(context + choice) - total_logprob(context)
+    assert choice_logprob_reference(random_gpt, context, choice) == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.exercise("evaluate.choice_logprob")
+def test_choice_logprob_of_a_known_distribution(no_batched_choices):
+    # A model that puts probability 1/2 on token 1 and 1/6 on each of 0, 2, 3, everywhere:
+    # log p([1, 3] | anything) = ln(1/2) + ln(1/6).
+    bias = torch.log(torch.tensor([1 / 6, 1 / 2, 1 / 6, 1 / 6]))
+    assert choice_logprob_reference(BiasLM(bias), [0, 2], [1, 3]) == pytest.approx(
+        math.log(1 / 2) + math.log(1 / 6), abs=1e-9)
 
 
 @pytest.mark.exercise("evaluate.choice_logprob")
 def test_choice_logprobs_batched_equal_one_at_a_time(random_gpt):
+    # The fast path against the reference (lesson 05's exercise), choices of different lengths.
     context = [1, 2, 3, 4, 5]
     choices = [[7], [8, 9, 10], [11, 12]]  # different lengths: right padding must not matter
     fast = choice_logprobs(random_gpt, context, choices)
@@ -202,6 +229,25 @@ def test_multiple_choice_picks_the_likeliest_choice():
     assert r.ci95 == pytest.approx(wilson_interval(1, 2))
 
 
+def test_letter_scoring_scores_the_answer_letter():
+    # MMLU's format: the choices listed as lettered lines, the letters scored. A model that loves
+    # "B" picks the second choice whatever the texts; scoring the texts it would pick "y".
+    tok = ByteTokenizer()
+    bias = torch.full((256,), -5.0)
+    bias[ord("B")] = bias[ord(" ")] = bias[ord("y")] = 5.0
+    model = BiasLM(bias, block_size=512)
+    items = [dict(story="S.", question="Q?", choices=["n", "m", "y", "k"], answer_index=1, kind="a"),
+             dict(story="S.", question="Q?", choices=["n", "m", "y", "k"], answer_index=2, kind="a")]
+    letter = multiple_choice_eval(model, tok, items, shots=1, scoring="letter")
+    text = multiple_choice_eval(model, tok, items, shots=1, scoring="text")
+    assert letter.accuracy == 0.5 and letter.by_kind == {"a": 0.5} and "answer letters" in str(letter)
+    assert text.accuracy == 0.5 and text.scoring == "text"
+    assert format_example("S.", "Q?", "B", ["x", "y"]) == "S.\nQuestion: Q?\nA. x\nB. y\nAnswer: B\n"
+    with pytest.raises(MiniLLMError, match="letter scoring needs"):
+        multiple_choice_eval(model, tok, items, shots=1, shot_pool=[dict(story="S.", question="Q?", answer="y")],
+                             scoring="letter")
+
+
 def test_prompt_format_and_left_truncation():
     assert format_example("S.", "Q?", "A") == "S.\nQuestion: Q?\nAnswer: A\n"
     assert format_example("S.", "Q?") == "S.\nQuestion: Q?\nAnswer:"
@@ -226,10 +272,59 @@ def test_contamination_hand_example():
 
 
 def test_tinyworld_validation_is_not_leaked_but_shares_template_ngrams():
-    from minillm import world
-
     train = world.load_split("train")[:300_000]
     items = world.load_jsonl("mc_val")[:30]
     c = contamination([it["story"] for it in items], train, n=8)
     assert c.exact_duplicates == 0
     assert c.flagged > 0.5  # templated text shares 8-grams without any leak
+
+
+# --- the command line ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder as `minillm train` leaves it: ckpt.pt with an untrained GPT, tokenizer.json."""
+    import dataclasses
+
+    from minillm.checkpoint import save_checkpoint
+    from minillm.tokenizer import Tokenizer
+
+    out = tmp_path_factory.mktemp("run")
+    tok = Tokenizer.train(world.load_split("train")[:20_000], 300)
+    tok.save(out / "tokenizer.json")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16))
+    save_checkpoint(out / "ckpt.pt", {"model": model.state_dict(), "config": dataclasses.asdict(model.config)})
+    return out
+
+
+def test_cli_evaluate_scores_against_the_floor(run_dir, capsys):
+    from minillm.cli import main
+
+    assert main(["evaluate", str(run_dir), "--max-chars", "3000", "--mc-items", "4", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("loss ") and "bits/byte" in out[0]
+    assert out[1].startswith("vs TinyWorld's entropy floor") and "2-shot accuracy" in out[2] and "n=4" in out[2]
+
+
+@pytest.mark.parametrize("content, message", [("", "nothing to evaluate"), (None, "no file")])
+def test_cli_evaluate_bad_text_is_one_error_line(run_dir, tmp_path, capsys, content, message):
+    from minillm.cli import main
+
+    path = tmp_path / "text.txt"
+    if content is not None:
+        path.write_text(content)
+    assert main(["evaluate", str(run_dir), "--text", str(path), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and message in err
+
+
+def test_cli_evaluate_without_a_tokenizer_is_one_error_line(run_dir, tmp_path, capsys):
+    import shutil
+
+    from minillm.cli import main
+
+    shutil.copy(run_dir / "ckpt.pt", tmp_path / "ckpt.pt")
+    assert main(["evaluate", str(tmp_path), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and "tokenizer.json" in err

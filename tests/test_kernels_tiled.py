@@ -136,10 +136,11 @@ def test_chunked_ce_passes_gradcheck_and_handles_3d_inputs():
     torch.testing.assert_close(chunked_cross_entropy(x3, w.float().detach(), t3, chunk=2), ref, atol=1e-6, rtol=0)
 
 
-def test_gpt_chunked_loss_equals_the_models_loss_and_gradients():
+@pytest.mark.parametrize("style", ["gpt2", "llama"])  # llama: rotary tables built per forward
+def test_gpt_chunked_loss_equals_the_models_loss_and_gradients(style):
     from minillm.model import GPT, GPTConfig
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=67, block_size=16, n_layer=2, n_head=2, n_embd=16))
+    model = GPT(GPTConfig(vocab_size=67, block_size=16, n_layer=2, n_head=2, n_embd=16, style=style))
     idx, tgt = torch.randint(0, 67, (3, 16)), torch.randint(0, 67, (3, 16))
     _, ref = model(idx, tgt)
     g_ref = torch.autograd.grad(ref, list(model.parameters()))

@@ -70,3 +70,50 @@ def test_append_section(tmp_path):
     append_section(tmp_path, "Fine-tuning", "accuracy 0.9")
     text = (tmp_path / "report.md").read_text()
     assert text.startswith("# minillm speedrun") and "## Fine-tuning\n\naccuracy 0.9\n" in text
+
+
+def test_report_explains_its_floors_shows_clean_samples_and_what_to_do_next(fast_run):
+    out, m, printed = fast_run
+    report = (out / "report.md").read_text()
+    assert "**Two floors.**" in report and f"{m['split_floor_bits_per_byte']:.4f}" in report
+    assert "\ufffd" not in report and "<|endoftext|>" not in report
+    assert "## What to do next" in report and f"minillm generate --checkpoint {out}" in report
+    assert report.count("entropy floor: ") == 0   # the Floor's own label is not repeated after ours
+
+
+def test_schedule_scales_with_the_steps():
+    from minillm.speedrun import PRESETS, train_config
+
+    p = PRESETS["default"]
+    assert (train_config(p).eval_every, train_config(p).log_every) == (500, 100)   # the measured preset
+    short = train_config(p, 300)
+    assert (short.eval_every, short.log_every, short.checkpoint_every, short.warmup_steps) == (50, 10, 50, 100)
+    tiny = train_config(p, 3)
+    assert tiny.eval_every == 1 and tiny.warmup_steps == 3
+    assert train_config(PRESETS["fast"]).eval_every == 30
+
+
+def test_time_budget_picks_steps_that_fit():
+    from minillm.speedrun import PRESETS, steps_for_budget
+
+    p = PRESETS["default"]
+    assert steps_for_budget(60, 0.1, p) == 600 and steps_for_budget(1e6, 0.1, p) == 3000
+    assert steps_for_budget(0.01, 0.1, p) == 10
+    with pytest.raises(Exception, match="time-budget"):
+        steps_for_budget(0, 0.1, p)
+
+
+def test_readable_sample():
+    from minillm.speedrun import readable_sample
+
+    assert readable_sample("Once upon a \ufffd\ufffdtime.<|endoftext|>Once") == "Once upon a ·time."
+    assert readable_sample("A story.\nB") == "A story."
+
+
+def test_speedrun_resumes_from_its_checkpoint(fast_run, capsys):
+    out, m, _ = fast_run
+    assert main(["speedrun", "--fast", "--out", str(out), "--resume", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"resumed from {out / 'ckpt.pt'} at step 60" in printed
+    again = json.loads((out / "speedrun.json").read_text())
+    assert again["val_bits_per_byte"] == m["val_bits_per_byte"]   # nothing left to train: the same model

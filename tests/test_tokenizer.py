@@ -1,6 +1,8 @@
-"""Tests of lesson 01 (minillm/tokenizer.py): hand examples, the reference and fast
-trainers agreeing, tiktoken and Hugging Face `tokenizers` as oracles, special
-tokens, round trips over arbitrary Unicode, streaming with bounded memory."""
+"""Tests of lesson 01's `Tokenizer` (minillm/tokenizer.py, minillm/tokenizer_io.py):
+tiktoken and Hugging Face `tokenizers` as oracles, special tokens (tiktoken's rules, and
+added ones), round trips over arbitrary Unicode, streaming with bounded memory and the
+ids of `encode`, batches, files, the command line. The plain algorithm and the fast
+trainer's equality with it are in tests/test_bpe.py."""
 
 from __future__ import annotations
 
@@ -19,13 +21,9 @@ from minillm.tokenizer import (
     GPT4_SPLIT_PATTERN,
     SpecialTokenError,
     Tokenizer,
-    encode_reference,
-    merge,
-    pair_counts,
     pretokenize,
-    train_bpe_reference,
 )
-from minillm.tokenizer_fast import _inverted, gpt2_unicode_to_byte
+from minillm.tokenizer_io import gpt2_unicode_to_byte
 
 # Text the tokenizers never saw in training: several scripts, numbers, code, whitespace.
 MULTILINGUAL = [
@@ -65,116 +63,13 @@ def tok2() -> Tokenizer:
     return Tokenizer.train(corpus_text(), 800, pattern="gpt2")
 
 
-# --- the plain algorithm: hand examples ------------------------------------------------
-
-@pytest.mark.exercise("tokenizer.pair_counts")
-def test_pair_counts_hand_example():
-    assert pair_counts([1, 2, 3, 1, 2]) == {(1, 2): 2, (2, 3): 1, (3, 1): 1}
-    assert pair_counts([7, 7, 7]) == {(7, 7): 2}  # overlapping pairs are all counted
-    assert pair_counts([5]) == {} and pair_counts([]) == {}
-    acc = {(1, 2): 10}
-    assert pair_counts([1, 2], acc) is acc and acc == {(1, 2): 11}
-
-
-@pytest.mark.exercise("tokenizer.merge")
-def test_merge_hand_example():
-    assert merge([97, 97, 97, 98], (97, 97), 256) == [256, 97, 98]  # left to right, no overlap
-    assert merge([97, 97, 97, 97], (97, 97), 256) == [256, 256]
-    assert merge([1, 2, 3, 1, 2], (1, 2), 9) == [9, 3, 9]
-    assert merge([1, 2, 3], (3, 1), 9) == [1, 2, 3]
-    assert merge([], (1, 2), 9) == []
-
-
-@pytest.mark.exercise("tokenizer.train_reference")
-@pytest.mark.exercise("tokenizer.pair_counts")
-@pytest.mark.exercise("tokenizer.merge")
-def test_reference_trainer_aaabdaaabac():
-    # Round 1: aa occurs 4 times (overlapping) -> 256. Round 2: (256, 97) and (97, 98) both
-    # occur twice; the tie goes to the greater (b"aa", b"a") > (b"a", b"b") -> 257 = "aaa".
-    tok = train_bpe_reference("aaabdaaabac", 259, special_tokens=())
-    assert tok.merges == {(97, 97): 256, (256, 97): 257, (257, 98): 258}
-    assert tok.vocab[258] == b"aaab"
-    assert tok.encode("aaabdaaabac") == [258, 100, 258, 97, 99]
-
-
-@pytest.mark.exercise("tokenizer.encode_reference")
-@pytest.mark.exercise("tokenizer.merge")
-def test_encode_reference_hand_example():
-    merges = {(97, 97): 256, (256, 97): 257, (257, 98): 258}
-    assert encode_reference("aaabdaaabac", merges) == [258, 100, 258, 97, 99]
-    # merges apply within pre-tokens only: " aaab" is one pre-token, "d" starts no merge
-    assert encode_reference("aaab aaab", merges) == [258, 32, 258]
-    assert encode_reference("", merges) == []
-
+# --- training ---------------------------------------------------------------------------
 
 def test_fast_trainer_aaabdaaabac():
     tok = Tokenizer.train("aaabdaaabac", 260)
     assert tok.merges == {(97, 97): 256, (256, 97): 257, (257, 98): 258}
     assert tok.special_tokens == {ENDOFTEXT: 259} and tok.eot_id == 259 and tok.vocab_size == 260
     assert tok.encode("aaabdaaabac") == [258, 100, 258, 97, 99]
-
-
-def test_tie_break_prefers_greatest_byte_pair():
-    # every pair of "abcd" occurs once: (b"c", b"d") is the greatest, then (b"b", b"cd")
-    tok = Tokenizer.train("abcd", 258, special_tokens=())
-    assert tok.merges == {(99, 100): 256, (98, 256): 257}
-
-
-@given(st.lists(st.binary(max_size=6), min_size=2, max_size=30))
-def test_inverted_key_sorts_bytes_descending(items):
-    # the fast trainer's heap key must order byte strings exactly opposite to Python's order
-    assert sorted(items, key=_inverted) == sorted(items, reverse=True)
-
-
-# --- the fast trainer makes exactly the reference's merges ------------------------------
-
-def _corpora() -> dict[str, str]:
-    import pydoc_data.topics as topics
-
-    rng = random.Random(0)
-    return {
-        "tinyworld": world.load_split("val")[:3000],
-        "pydoc": topics.topics["assert"][:3000],
-        "multilingual": "\n".join(MULTILINGUAL),
-        # a 3-letter alphabet: counts tie all the time, so the tie-break decides
-        "ties": " ".join("".join(rng.choice("abc") for _ in range(rng.randint(1, 7))) for _ in range(400)),
-        "specials": ("one story<|endoftext|>two stories<|endoftext|><|endoftext|>"
-                     "three<|pad|>stories end") * 20,
-        "long_runs": "a" * 300 + " " * 50 + "ab" * 100 + "\n" * 30 + "😀" * 40,
-    }
-
-
-@pytest.mark.exercise("tokenizer.train_reference")
-@pytest.mark.exercise("tokenizer.pair_counts")
-@pytest.mark.exercise("tokenizer.merge")
-@pytest.mark.parametrize("pattern", ["gpt4", "gpt2"])
-@pytest.mark.parametrize("name", list(_corpora()))
-def test_fast_trainer_equals_reference(name, pattern):
-    text = _corpora()[name]
-    specials = [ENDOFTEXT, "<|pad|>"]
-    ref = train_bpe_reference(text, 256 + 120 + 2, pattern, specials)
-    fast = Tokenizer.train(text, 256 + 120 + 2, pattern, specials)
-    assert list(fast.merges.items()) == list(ref.merges.items())  # same merges, same order
-    assert fast.special_tokens == ref.special_tokens
-
-
-@pytest.mark.exercise("tokenizer.train_reference")
-@pytest.mark.exercise("tokenizer.pair_counts")
-@pytest.mark.exercise("tokenizer.merge")
-@settings(max_examples=60, deadline=None)
-@given(st.text(st.sampled_from(list("aab  bc\n.é😀1")), max_size=80), st.integers(0, 30),
-       st.sampled_from(["gpt4", "gpt2"]))
-def test_fast_trainer_equals_reference_on_random_text(text, n_merges, pattern):
-    ref = train_bpe_reference(text, 256 + n_merges, pattern, special_tokens=())
-    fast = Tokenizer.train(text, 256 + n_merges, pattern, special_tokens=())
-    assert list(fast.merges.items()) == list(ref.merges.items())
-
-
-@pytest.mark.exercise("tokenizer.encode_reference")
-@pytest.mark.exercise("tokenizer.merge")
-def test_fast_encode_equals_reference(tok4):
-    for text in MULTILINGUAL:
-        assert tok4.encode(text) == encode_reference(text, tok4.merges, tok4.pattern)
 
 
 def test_training_stops_when_no_pairs_left():
@@ -220,6 +115,17 @@ def test_identical_ids_to_tiktoken(which, request):
     both = "a<|endoftext|>b" + ("<|pad|>" if "<|pad|>" in tok.special_tokens else "")
     assert tok.encode(both, allowed_special="all") == enc.encode(both, allowed_special="all")
     assert tok.encode(both, disallowed_special=()) == enc.encode(both, disallowed_special=())
+
+
+@pytest.mark.parametrize("which", ["tok4", "tok2"])
+def test_long_text_encoded_in_chunks_like_tiktoken(which, request, monkeypatch):
+    pytest.importorskip("tiktoken")
+    from minillm import bpe_fast
+
+    tok = request.getfixturevalue(which)
+    text = "\n".join(MULTILINGUAL) * 5 + corpus_text()[:20_000]
+    monkeypatch.setattr(bpe_fast, "CHUNK_CHARS", 64)  # many chunks: every cut is tested
+    assert tok.encode(text) == tok.to_tiktoken().encode(text)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -392,9 +298,26 @@ def test_load_rejects_other_files(tmp_path):
         Tokenizer.load(tmp_path / "bad.json")
 
 
+@pytest.mark.parametrize("content, match", [
+    (b"PK\x03\x04\x00\x80\xff\xfe" * 50, "not UTF-8 text"),         # a zip (a torch checkpoint)
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8 text"),
+    (b"", "not JSON"),
+    (b'{"format": "minillm-bpe", "pattern": 5, "merges": []}', "damaged"),
+    (b'{"format": "minillm-bpe", "pattern": "gpt4", "merges": [], "special_tokens": {"x": "y"}}', "special token"),
+    (b'{"format": "minillm-bpe", "pattern": "gpt4", "merges": [[1, 2, 1]]}', "bad merge"),
+])
+def test_load_gives_one_clear_error(tmp_path, content, match):
+    (tmp_path / "f").write_bytes(content)
+    with pytest.raises(MiniLLMError, match=match):
+        Tokenizer.load(tmp_path / "f")
+    with pytest.raises(MiniLLMError, match="cannot read"):
+        Tokenizer.load(tmp_path)  # a folder
+
+
 # --- streaming --------------------------------------------------------------------------
 
-STREAM_ATOMS = list("ab 1\n\t'.!é😀<|>") + ["<|endoftext|>", "<|pad|>", "'ll", "  ", "\r\n"]
+STREAM_ATOMS = list("ab 1\n\t'.!é😀<|>") + ["<|endoftext|>", "<|pad|>", "'ll", "  ", "\r\n", "\n\n",
+                                             "<|endo", "ftext|>", "<|pa", "d|>", "\ud83d", "\ude00"]
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -412,6 +335,38 @@ def test_encode_iterable_sees_split_special_token(tok4):
         list(tok4.encode_iterable(pieces, chunk_chars=8))
     ids = list(tok4.encode_iterable(pieces, allowed_special="all", chunk_chars=8))
     assert tok4.eot_id in ids and ids == tok4.encode("".join(pieces), allowed_special="all")
+
+
+# The reliability issue's cases: a special token, or a surrogate pair, split between pieces.
+SPLIT_STREAMS = [
+    ["x\n\n<|endoftext|", ">"],                     # whitespace before a special token
+    ["x  <|endo", "ftext|> y"],
+    ["one\n\n\n<", "|endoftext|>\n\ntwo"],
+    ["tail \t ", "<|endoftext|>"],
+    ["xx yy  <|endoftext|", ">"],                  # the same with the GPT-4 pattern
+    ["ab \ud83d", "\ude00 cd"],                      # a surrogate pair split in two
+    ["\ud83d", "\ude00", "\ud83d", "x"],              # and a lone one after it
+]
+
+
+@pytest.mark.parametrize("which", ["tok2", "tok4"])
+@pytest.mark.parametrize("pieces", SPLIT_STREAMS)
+def test_encode_iterable_split_special_or_surrogate_like_encode_and_tiktoken(which, pieces, request):
+    tok = request.getfixturevalue(which)
+    text = "".join(pieces)
+    expected = tok.encode(text, allowed_special="all")
+    for chunk_chars in (1, 2, 4, len(pieces[0]), 1 << 16):
+        got = list(tok.encode_iterable(pieces, allowed_special="all", chunk_chars=chunk_chars))
+        assert got == expected, (pieces, chunk_chars)
+    tiktoken = pytest.importorskip("tiktoken")  # noqa: F841
+    assert expected == tok.to_tiktoken().encode(text, allowed_special="all")
+
+
+def test_encode_iterable_chunks_are_lists_of_the_same_ids(tok4):
+    lines = [line + "\n" for line in corpus_text()[:30_000].splitlines()]
+    chunks = list(tok4.encode_iterable_chunks(lines, chunk_chars=2000))
+    assert len(chunks) > 5 and all(isinstance(c, list) for c in chunks)
+    assert [i for c in chunks for i in c] == tok4.encode("".join(lines))
 
 
 def _write_generated_file(path, n_bytes: int) -> None:
@@ -455,6 +410,46 @@ def test_encode_iterable_bounded_memory_small(tok4, tmp_path):
     assert n > 100_000 and peak < 8_000_000, f"peak {peak / 1e6:.1f} MB"
 
 
+def test_encode_batch_equals_encode(tok4, monkeypatch):
+    import minillm.tokenizer as tokenizer_module
+
+    texts = MULTILINGUAL * 4 + ["", "a<|endoftext|>b"]
+    expected = [tok4.encode(t, allowed_special="all") for t in texts]
+    assert tok4.encode_batch(texts, allowed_special="all") == expected  # small: one process
+    monkeypatch.setattr(tokenizer_module, "BATCH_CHARS_PER_PROCESS", 100)  # force two processes
+    assert tok4.encode_batch(texts, allowed_special="all", workers=2) == expected
+    with pytest.raises(SpecialTokenError):
+        tok4.encode_batch(texts, workers=2)
+
+
+# --- adding special tokens ---------------------------------------------------------------
+
+def test_add_special_tokens_appends_ids_and_is_idempotent(tok4, tmp_path):
+    tok = Tokenizer.load(tok4.save(tmp_path / "t.json"))  # a private copy
+    n = tok.vocab_size
+    ids = tok.add_special_tokens(["<|im_start|>", "<|im_end|>", ENDOFTEXT])
+    assert ids == [n, n + 1, tok4.eot_id] and tok.vocab_size == n + 2
+    assert tok.add_special_tokens(["<|im_end|>"]) == [n + 1] and tok.vocab_size == n + 2  # idempotent
+    text = "<|im_start|>user hi<|im_end|>"
+    with pytest.raises(SpecialTokenError):  # refused by default, like every special token
+        tok.encode(text)
+    assert tok.encode(text, disallowed_special=()) == tok4.encode(text, disallowed_special=())  # plain text
+    assert tok.encode(text, allowed_special={"<|im_start|>", "<|im_end|>"}) == [n] + tok4.encode("user hi") + [n + 1]
+    assert tok.decode([n, n + 1]) == "<|im_start|><|im_end|>"
+    back = Tokenizer.load(tok.save(tmp_path / "t2.json"))  # save/load keep them
+    assert back.special_tokens == tok.special_tokens and back.vocab_size == n + 2
+    pytest.importorskip("tiktoken")
+    assert tok.to_tiktoken().encode(text, allowed_special="all") == tok.encode(text, allowed_special="all")
+    with pytest.raises(MiniLLMError, match="non-empty string"):
+        tok.add_special_tokens([""])
+
+
+def test_eot_id_follows_added_endoftext():
+    tok = Tokenizer.from_merges([(97, 98)], special_tokens=())
+    assert tok.eot_id is None
+    assert tok.add_special_tokens([ENDOFTEXT]) == [257] and tok.eot_id == 257
+
+
 # --- command line -----------------------------------------------------------------------
 
 def test_cli_train_encode_decode(tmp_path, capsys):
@@ -472,6 +467,24 @@ def test_cli_train_encode_decode(tmp_path, capsys):
     assert capsys.readouterr().out.rstrip("\n") == "Once upon a time"
     assert main(["tokenizer", "encode", "--tokenizer", str(out), "a <|endoftext|>"]) == 2  # clear error
     assert "--allow-special" in capsys.readouterr().err
+
+
+def test_cli_train_help_shows_defaults(capsys):
+    from minillm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["tokenizer", "train", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 512)" in out and "(default: gpt4)" in out and "(default: tokenizer.json)" in out
+
+
+def test_cli_load_error_is_one_line(tmp_path, capsys):
+    from minillm.cli import main
+
+    (tmp_path / "ckpt.pt").write_bytes(b"PK\x03\x04\x00\x80\xff" * 10)
+    assert main(["tokenizer", "encode", "--tokenizer", str(tmp_path / "ckpt.pt"), "hi"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "UTF-8" in err and len(err.strip().splitlines()) == 1
 
 
 # --- compression (what the lesson plots) --------------------------------------------------

@@ -89,3 +89,31 @@ def test_autocast_on_cpu():
         assert (x @ x).dtype == torch.bfloat16
     with pytest.raises(MiniLLMError):
         autocast("cpu", "float8")
+
+
+def test_remove_stale_temps_only_removes_dead_writers_files(tmp_path):
+    from minillm.utils import remove_stale_temps
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tmp_path / f".f.txt.{dead}.abc.tmp"
+    live = tmp_path / f".f.txt.{os.getpid()}.abc.tmp"
+    other = tmp_path / f".g.txt.{dead}.abc.tmp"
+    for p in (stale, live, other):
+        p.write_text("x")
+    assert remove_stale_temps(tmp_path / "f.txt") == [stale]
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_atomic_write_turns_a_failed_write_into_one_line(tmp_path):
+    import errno
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(MiniLLMError, match="cannot write .*f.bin: No space left on device"):
+        atomic_write(tmp_path / "f.bin", full)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(MiniLLMError, match="cannot write"):
+        atomic_write_text(tmp_path / "afile" / "g.txt", "y")   # a file where a folder should be

@@ -9,8 +9,8 @@ A command imports its lesson module inside `add_arguments`/`run`, so that
 
 from __future__ import annotations
 
-from minillm.commands import (assign, cost, doctor, evaluate, generate, speedrun, sweep, tokenizer,
-                              train, world)
+from minillm.commands import (assign, chat, cost, datapipe, doctor, evaluate, generate, sft, speedrun, sweep,
+                              tokenizer, train, world)
 
 # name -> command module, in the order of the lessons
 COMMANDS = {
@@ -23,5 +23,8 @@ COMMANDS = {
     "evaluate": evaluate,
     "sweep": sweep,
     "cost": cost,
+    "sft": sft,
+    "chat": chat,
+    "datapipe": datapipe,
     "assign": assign,
 }

@@ -52,7 +52,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_flags(args)
     return {"list": run_list, "student": run_student, "grade": run_grade, "check": run_check}[args.action](args)
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """--root is a checkout, time limits are positive and finite, memory is not negative: before any work."""
+    import math
+
+    from minillm.utils import MiniLLMError  # deferred: see add_arguments
+
+    root = getattr(args, "root", None)
+    if root is not None and not (Path(root) / "minillm").is_dir():
+        raise MiniLLMError(f"--root {root} is not a minillm checkout (it has no minillm/ folder)")
+    for flag in ("timeout", "total_timeout"):
+        v = getattr(args, flag, None)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise MiniLLMError(f"--{flag.replace('_', '-')} must be a positive finite number of seconds, got {v}")
+    if getattr(args, "memory", 0) < 0:
+        raise MiniLLMError(f"--memory must be a size in MiB, or 0 for no limit; got {args.memory}")
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -75,7 +93,10 @@ def run_student(args: argparse.Namespace) -> int:
     lessons, exercises = parse_lessons(args.lessons), parse_names(args.exercises)
     if not lessons and not exercises:
         raise MiniLLMError("say which exercises to remove: --lessons 00,01 (or all) and/or --exercises NAME,...")
-    chosen = make_student(args.out, lessons, exercises, root=args.root, force=args.force)
+    try:
+        chosen = make_student(args.out, lessons, exercises, root=args.root, force=args.force)
+    except OSError as e:  # an unwritable place, a full disk: make_student leaves no partial copy
+        raise MiniLLMError(f"cannot write the student version to {args.out}: {e.strerror or e}") from None
     print(f"wrote the student version to {args.out}: {len(chosen)} exercises removed, "
           f"{sum(r.points for r in chosen)} points")
     width = max(len(r.name) for r in chosen) + 2

@@ -25,27 +25,46 @@ class Lesson:
 
 LESSONS: tuple[Lesson, ...] = (
     Lesson("00", "What it takes; TinyWorld", "lessons/00-tinyworld.md", "notebooks/00_tinyworld.ipynb",
-           ("minillm/world.py",), ("tests/test_world.py",)),
+           ("minillm/world.py", "minillm/world_tasks.py"), ("tests/test_world.py", "tests/test_world_tasks.py")),
     Lesson("01", "Tokens: byte-level BPE", "lessons/01-tokenizer.md", "notebooks/01_tokenizer.ipynb",
-           ("minillm/tokenizer.py", "minillm/tokenizer_fast.py"), ("tests/test_tokenizer.py",)),
+           ("minillm/bpe.py", "minillm/bpe_fast.py", "minillm/tokenizer.py", "minillm/tokenizer_io.py"),
+           ("tests/test_bpe.py", "tests/test_tokenizer.py")),
     Lesson("02", "Attention", "lessons/02-attention.md", "notebooks/02_attention.ipynb",
            ("minillm/attention.py",), ("tests/test_attention.py",)),
     Lesson("03", "A GPT you can load real weights into", "lessons/03-gpt.md", "notebooks/03_gpt.ipynb",
-           ("minillm/model.py", "minillm/layers.py", "minillm/interop.py"), ("tests/test_model.py",)),
+           ("minillm/layers.py", "minillm/model.py", "minillm/functional_gpt.py", "minillm/generation.py",
+            "minillm/interop.py"),
+           ("tests/test_model.py", "tests/test_functional_gpt.py", "tests/test_generation.py",
+            "tests/test_generate_command.py")),
     Lesson("04", "Pretraining", "lessons/04-pretraining.md", "notebooks/04_pretraining.ipynb",
-           ("minillm/data.py", "minillm/optim.py", "minillm/train.py", "minillm/checkpoint.py"),
-           ("tests/test_data.py", "tests/test_train.py")),
+           ("minillm/data.py", "minillm/optim.py", "minillm/lm.py", "minillm/train.py", "minillm/runtime.py",
+            "minillm/trainrun.py", "minillm/trainlog.py", "minillm/runfolder.py", "minillm/checkpoint.py"),
+           ("tests/test_data.py", "tests/test_train.py", "tests/test_runfolder.py")),
     Lesson("05", "Evaluation: perplexity, bits per byte, few-shot", "lessons/05-evaluation.md",
            "notebooks/05_evaluation.ipynb", ("minillm/evaluate.py",), ("tests/test_evaluate.py",)),
     Lesson("06", "Scaling laws", "lessons/06-scaling-laws.md", "notebooks/06_scaling_laws.ipynb",
-           ("minillm/scaling.py",), ("tests/test_scaling.py",)),
+           ("minillm/scaling.py", "minillm/sweep.py"), ("tests/test_scaling.py", "tests/test_sweep.py")),
     Lesson("07", "The cost of compute", "lessons/07-compute-cost.md", "notebooks/07_compute_cost.ipynb",
-           ("minillm/flops.py",), ("tests/test_flops.py",)),
+           ("minillm/flops.py", "minillm/cost.py"), ("tests/test_flops.py", "tests/test_cost.py")),
+    Lesson("08", "Fine-tuning: a classifier and an instruction follower", "lessons/08-fine-tuning.md",
+           "notebooks/08_fine_tuning.ipynb", ("minillm/sft.py", "minillm/instruct.py", "minillm/classify.py"),
+           ("tests/test_sft.py", "tests/test_classify.py")),
     Lesson("12", "Evaluating aligned models: battles and arena ratings", "lessons/12-arena.md",
            "notebooks/12_arena.ipynb", ("minillm/ratings.py",), ("tests/test_ratings.py",)),
+    Lesson("13", "The data pipeline: from a web crawl to training text", "lessons/13-data-pipeline.md",
+           "notebooks/13_data_pipeline.ipynb", ("minillm/datapipe/",), ("tests/test_datapipe*.py",)),
     Lesson("14", "The GPU path: fewer bits, fewer trips to memory, more GPUs", "lessons/14-gpu-path.md",
-           "notebooks/14_gpu_path.ipynb", ("minillm/kernels/",), ("tests/test_kernels_*.py",)),
+           "notebooks/14_gpu_path.ipynb", ("minillm/kernels/",), ("tests/test_kernels_*.py", "tests/test_train_gpu_path.py")),
 )
+
+
+def readme_rows() -> str:
+    """The README's lesson map, made from LESSONS (paste it over the README's rows)."""
+    def code(items):
+        return ", ".join(f"`{x}`" for x in items)
+    return "\n".join(f"| {ls.number} | [{ls.title}]({ls.reading}) | `{ls.notebook}` | {code(ls.modules)} | "
+                     f"{code(ls.tests)} |" for ls in LESSONS)
+
 
 UNKNOWN = "??"  # the lesson of a file no lesson lists
 

@@ -15,7 +15,9 @@ goes through `torch.utils.checkpoint.checkpoint` (non-reentrant; it saves and re
 the RNG state, so dropout masks are the same in the recompute). Parameter names,
 `state_dict` and `deepcopy` are unchanged. It is active only while training with
 gradients and without a KV cache; evaluation and generation run the plain block.
-`uncheckpoint_blocks` undoes it. `measure_tradeoff` reports peak memory (see
+`uncheckpoint_blocks` undoes it; `checkpointed(model)` does both around a training
+run (the `activation_checkpointing` flag of `minillm.train.TrainConfig`), for every
+GPT inside `model` (a wrapper such as a reward model too). `measure_tradeoff` reports peak memory (see
 `minillm.kernels.memory`), FLOPs and time of one training step, with and without.
 
 Left out: selective checkpointing (keep the matmul outputs, recompute the cheap
@@ -24,7 +26,9 @@ elementwise ops), offloading activations to host memory.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -76,6 +80,26 @@ def uncheckpoint_blocks(model: nn.Module) -> nn.Module:
         if type(block) in _CLASSES.values():
             block.__class__ = type(block).__mro__[1]
     return model
+
+
+@contextlib.contextmanager
+def checkpointed(model: nn.Module) -> Iterator[nn.Module]:
+    """Checkpoint every block of every GPT inside `model` while the `with` lasts; then undo
+    what it switched (blocks a later wrapper such as FSDP has re-classed are left alone)."""
+    gpts = [m for m in model.modules() if isinstance(getattr(getattr(m, "transformer", None), "h", None),
+                                                      nn.ModuleList)]
+    if not gpts:
+        raise MiniLLMError(f"activation checkpointing needs a minillm GPT (blocks in .transformer.h) "
+                           f"inside the model; {type(model).__name__} has none")
+    switched = [b for g in gpts for b in _blocks(g) if type(b) not in _CLASSES.values()]
+    for g in gpts:
+        checkpoint_blocks(g)
+    try:
+        yield model
+    finally:
+        for b in switched:
+            if type(b) in _CLASSES.values():
+                b.__class__ = type(b).__mro__[1]
 
 
 def is_checkpointed(model: nn.Module) -> list[bool]:

@@ -112,16 +112,9 @@ def chunked_cross_entropy(x: torch.Tensor, weight: torch.Tensor, targets: torch.
 
 
 def gpt_hidden_states(model, idx: torch.Tensor) -> torch.Tensor:
-    """A `minillm.model.GPT`'s final-norm output (B, T, C): its forward without the head."""
-    B, T = idx.shape
-    tr = model.transformer
-    x = tr.wte(idx)                                            # (B, T, C)
-    if getattr(model, "rotary", None) is None:
-        x = x + tr.wpe(torch.arange(T, device=idx.device))
-    x = tr.drop(x)
-    for block in tr.h:
-        x = block(x, rope=model.rotary)
-    return tr.ln_f(x)
+    """A `minillm.model.GPT`'s final-norm output (B, T, C): its forward without the head
+    (GPT-2 and LLaMA styles: the model builds its own positions / rotary tables)."""
+    return model.hidden_states(idx)
 
 
 def gpt_chunked_loss(model, idx: torch.Tensor, targets: torch.Tensor, chunk: int = 1024) -> torch.Tensor:

@@ -14,7 +14,9 @@ What it builds:
 * `shard_gpt(model)`: PyTorch's `fully_shard` (FSDP2) on each transformer block, then
   on the root (embeddings, final norm, tied head); a clear MiniLLMError without a
   process group (launch with torchrun);
-* `full_state_dict(model)`: gathers the shards into plain tensors, for checkpoints;
+* `full_state_dict(model)`: gathers the shards into plain tensors, for checkpoints
+  (`full_optimizer_state_dict` and `load_full_state_dict` do the same for the optimizer
+  and load both back: `minillm.train`'s `fsdp` option saves and resumes with them);
 * `memory_per_gpu(config, ...)`: lesson 07's training-memory estimate divided the way
   DDP, ZeRO-1/2, FSDP, tensor and pipeline parallelism divide it.
 
@@ -75,6 +77,31 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     for name, t in model.state_dict().items():
         out[name] = (t.full_tensor() if hasattr(t, "full_tensor") else t).detach().clone()
     return out
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Whether `fully_shard` has sharded `model` (its parameters are DTensors)."""
+    return any(hasattr(p, "full_tensor") for p in model.parameters())
+
+
+def full_optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's state gathered into plain tensors, keyed by parameter name (a collective:
+    call it on every rank; rank 0 gets the state, the others an empty dict)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    return get_optimizer_state_dict(model, optimizer,
+                                    options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_full_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer | None, model_state: dict,
+                         optimizer_state: dict | None) -> None:
+    """Load full (gathered) state dicts into a sharded model and its optimizer: each rank keeps
+    its shard (every rank passes the full dicts, e.g. each read the same checkpoint file)."""
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                         set_optimizer_state_dict)
+    options = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, model_state, options=options)
+    if optimizer is not None and optimizer_state is not None:
+        set_optimizer_state_dict(model, optimizer, optimizer_state, options=options)
 
 
 def memory_per_gpu(config, batch_size: int, n_gpus: int, strategy: str = "fsdp", seq_len: int | None = None,

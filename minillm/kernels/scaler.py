@@ -94,7 +94,7 @@ class LossScaler:
         if self._found_inf is not None:
             raise MiniLLMError("unscale_ was already called since the last update(); call it once per step")
         inv_scale = float(torch.tensor(self._scale, dtype=torch.float64).reciprocal().float())
-        found = False
+        finite = []                                   # one flag per gradient, read once (one GPU sync)
         for group in optimizer.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -103,7 +103,9 @@ class LossScaler:
                     raise MiniLLMError("gradients are fp16: keep the master weights in fp32 "
                                        "(autocast computes in fp16, the parameters stay fp32)")
                 p.grad.mul_(inv_scale)
-                found = found or not bool(torch.isfinite(p.grad).all())
+                g = p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad   # FSDP: this rank's shard
+                finite.append(torch.isfinite(g).all())
+        found = bool(finite) and not bool(torch.stack(finite).all())
         self._found_inf = _any_rank(found, optimizer)
         return self._found_inf
 
@@ -139,7 +141,9 @@ class LossScaler:
                 "backoff_factor": self.backoff_factor, "growth_interval": self.growth_interval}
 
     def load_state_dict(self, state: dict) -> None:
-        self._scale, self._growth_tracker = float(state["scale"]), int(state["growth_tracker"])
+        # (GradScaler's state dict names the count "_growth_tracker": its checkpoints load too)
+        tracker = state["growth_tracker"] if "growth_tracker" in state else state["_growth_tracker"]
+        self._scale, self._growth_tracker = float(state["scale"]), int(tracker)
         self.growth_factor, self.backoff_factor = state["growth_factor"], state["backoff_factor"]
         self.growth_interval = state["growth_interval"]
 
