@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from minillm import world
+from minillm.data import tokenize_text
 from minillm.model import GPT, GPTConfig
 from minillm.scaling import ChinchillaLaw, PowerLaw, fit_chinchilla, fit_power_law
 from minillm.tokenizer import Tokenizer
@@ -133,8 +134,8 @@ def tinyworld_tokens(vocab_size: int = 512, tokenizer_chars: int = 200_000) -> t
     if vocab_size < 256:
         raise MiniLLMError(f"vocab_size must be >= 256 (the bytes), got {vocab_size}")
     tok = Tokenizer.train(train_text[:tokenizer_chars], vocab_size)
-    tr = np.asarray(tok.encode(train_text), dtype=np.int64)
-    va = np.asarray(tok.encode(val_text), dtype=np.int64)
+    tr = tokenize_text(train_text, tok).astype(np.int64)   # the one text -> ids path (lesson 04's data.py)
+    va = tokenize_text(val_text, tok).astype(np.int64)
     return tr, va, len(val_text.encode("utf-8")) / len(va)
 
 

@@ -9,8 +9,8 @@ A command imports its lesson module inside `add_arguments`/`run`, so that
 
 from __future__ import annotations
 
-from minillm.commands import (assign, chat, cost, datapipe, doctor, evaluate, generate, sft, speedrun, sweep,
-                              tokenizer, train, world)
+from minillm.commands import (arena, assign, chat, cost, datapipe, doctor, dpo, evaluate, generate, lora, rlhf, rm,
+                              sft, speedrun, sweep, tokenizer, train, world)
 
 # name -> command module, in the order of the lessons
 COMMANDS = {
@@ -25,6 +25,11 @@ COMMANDS = {
     "cost": cost,
     "sft": sft,
     "chat": chat,
+    "lora": lora,
+    "rm": rm,
+    "dpo": dpo,
+    "rlhf": rlhf,
+    "arena": arena,
     "datapipe": datapipe,
     "assign": assign,
 }

@@ -14,7 +14,10 @@ HELP = "lesson 08: chat with a fine-tuned checkpoint (streaming; --prompt for on
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default="sft", help="'sft' (the shipped model) or a run folder made by `minillm sft`")
+    parser.add_argument("--checkpoint", default=None,
+                        help="'sft' (the shipped model; the default) or a run folder made by `minillm sft`; "
+                             "with --adapter: the adapter's base (default: the one the adapter records)")
+    parser.add_argument("--adapter", default=None, help="a LoRA adapter folder (`minillm lora train`) put on the base")
     parser.add_argument("--prompt", default=None, help="answer this one user turn and exit")
     parser.add_argument("--system", default=None, help="an optional system turn at the start")
     parser.add_argument("--max-new-tokens", type=int, default=24, help="most tokens per answer")
@@ -24,12 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling")
 
 
-def stream_answer(model, tok, conversation: list[dict], args, out=sys.stdout) -> str:
-    """Generate one assistant turn, printing text as it is decoded; returns the answer."""
+def stream_answer(model, tok, conversation: list[dict], args, out=None) -> str:
+    """Generate one assistant turn, printing text as it is decoded (to `out`, default the
+    current sys.stdout, looked up at call time); returns the answer."""
     import torch
 
     from minillm.sft import ChatTemplate, render_chat
 
+    out = out if out is not None else sys.stdout
     template = ChatTemplate()
     ids, _ = render_chat(conversation, tok, template, add_generation_prompt=True)
     ids = ids[-(model.config.block_size - 1):]  # keep the newest turns when the context is full
@@ -55,7 +60,12 @@ def stream_answer(model, tok, conversation: list[dict], args, out=sys.stdout) ->
 def run(args: argparse.Namespace) -> int:
     from minillm.instruct import load_shipped  # deferred: importing torch takes a second
 
-    model, tok = load_shipped(args.checkpoint)
+    if args.adapter:
+        from minillm.lora_runs import load_with_adapter  # deferred: importing torch takes a second
+
+        model, tok, _ = load_with_adapter(args.checkpoint, args.adapter)
+    else:
+        model, tok = load_shipped(args.checkpoint or "sft")
     conversation = [dict(role="system", content=args.system)] if args.system else []
     if args.prompt is not None:
         stream_answer(model, tok, conversation + [dict(role="user", content=args.prompt)], args)
