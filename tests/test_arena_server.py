@@ -20,32 +20,6 @@ def words(text):
     return answer
 
 
-def standin_fit(battles, anchor=None, anchor_rating=1000.0, **_):
-    """Stands in for ratings.fit_bradley_terry where a test checks something else (so a stubbed
-    exercise fails only its own tests): Hunter's MM iteration, with half a pseudo-win each way."""
-    names = sorted({m for a, b, _ in battles for m in (a, b)})
-    W = ratings.win_matrix(battles, names) + 0.5 * (1 - np.eye(len(names)))
-    N = W + W.T
-    p = np.ones(len(names))
-    for _ in range(500):
-        p = W.sum(1) / (N / (p[:, None] + p[None, :])).sum(1)
-        p /= np.exp(np.log(p).mean())
-    r = np.log(p) / ratings.ALPHA
-    r += anchor_rating - (r[names.index(anchor)] if anchor else r.mean())
-    return ratings.Ratings(names, r, False)
-
-
-def standin_bootstrap(battles, n_boot=200, level=0.95, seed=0, **_):
-    """Stands in for ratings.bootstrap_ratings: +-1 point around the stand-in fit."""
-    return {n: (r - 1.0, r + 1.0) for n, r in standin_fit(battles).as_dict().items()}
-
-
-@pytest.fixture
-def standin_ratings(monkeypatch):
-    monkeypatch.setattr(ratings, "fit_bradley_terry", standin_fit)
-    monkeypatch.setattr(ratings, "bootstrap_ratings", standin_bootstrap)
-
-
 MODELS = {"alpha": words("the answer is four"), "beta": words("I do not know"), "gamma": words("four")}
 
 
