@@ -411,7 +411,7 @@ def test_a_killed_writers_temporary_folder_is_removed_by_the_next_write(tmp_path
 def test_an_interrupt_is_one_error_line_and_leaves_no_partial_set(tmp_path):
     out = tmp_path / "wd"
     code = "import sys\nfrom minillm.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    proc = subprocess.Popen([sys.executable, "-c", code, "world", "data", "--out", str(out), "--size", "3000"],
+    proc = subprocess.Popen([sys.executable, "-c", code, "world", "data", "--out", str(out), "--size", "40000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     deadline = time.monotonic() + 60
