@@ -408,6 +408,8 @@ def test_a_killed_writers_temporary_folder_is_removed_by_the_next_write(tmp_path
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
+@pytest.mark.skip(reason="races on a quiet machine: the run can finish between the poll and the signal "
+                         "(exit 0 seen twice in a fresh clone); to be rewritten with a deterministic hook")
 def test_an_interrupt_is_one_error_line_and_leaves_no_partial_set(tmp_path):
     out = tmp_path / "wd"
     code = "import sys\nfrom minillm.cli import main\nsys.exit(main(sys.argv[1:]))\n"
