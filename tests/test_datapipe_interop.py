@@ -1,10 +1,16 @@
 """Lesson 13 against the tools people use: datasketch (MinHash, LSH), trafilatura (extraction),
-datatrove (Gopher/C4 filters, its local executor). Each test skips when its library is absent."""
+datatrove (Gopher/C4 filters, its local executor running a whole config, dedups included).
+Each test skips when its library is absent; the C4 block-list file tests need none."""
+
+import gzip
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from minillm.datapipe import crawl, extract, metrics, minhash, pipeline, quality
+from minillm.datapipe import crawl, extract, metrics, minhash, pipeline, quality, runner
+from minillm.utils import MiniLLMError
 
 PARAMS = dict(num_perm=112, bands=14, rows=8)
 
@@ -130,3 +136,145 @@ def test_datatrove_local_executor_equals_our_runner(tmp_path):
     theirs = [d for p in sorted((tmp_path / "dt").glob("*.jsonl.gz"), key=lambda p: int(p.name.split(".")[0]))
               for d in runner.read_jsonl(p)]
     assert [(d["id"], d["text"]) for d in theirs] == [(d["id"], d["text"]) for d in ours]
+
+
+FULL = ["extract", "langid", "pii", "exact_dedup", "minhash", "line_dedup", "gopher_quality", "c4", "domain"]
+
+
+def _outputs(folder: Path) -> dict:
+    """Every shard, keys and decision file a run wrote -> its bytes (not stats, not datatrove's logs)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.endswith("stats.json") and "datatrove-logs" not in p.parts}
+
+
+def test_whole_config_on_datatrove_equals_our_runner_and_finds_cross_shard_duplicates(tmp_path):
+    pytest.importorskip("datatrove")
+    from minillm.datapipe.datatrove_dedup import run_datatrove
+
+    pages, truth = crawl.make_crawl(120, seed=23)
+    runner.write_shards(pages, tmp_path / "in", 4)
+    runner.run_sharded(tmp_path / "in", tmp_path / "ours", FULL)
+    final = run_datatrove(tmp_path / "in", tmp_path / "dt", FULL, tasks=4, workers=2)
+    assert final == tmp_path / "dt" / "08-domain"
+    ours, theirs = _outputs(tmp_path / "ours"), _outputs(tmp_path / "dt")
+    # datatrove's runs write the shards before each dedup and the final ones: each file is ours, byte for byte
+    assert theirs and set(theirs) <= set(ours) and all(theirs[k] == ours[k] for k in theirs)
+    assert {k for k in theirs if k.startswith("08-domain/")} == {k for k in ours if k.startswith("08-domain/")}
+    assert sum(len(runner.read_jsonl(p)) for p in final.glob("*.jsonl.gz")) > 0
+    # a copy in another shard than its original (30 pages a shard) is found, exact and near
+    shard = {t["id"]: i // 30 for i, t in enumerate(truth)}
+    exact, near = (set(json.loads((tmp_path / "dt" / f / "decision.json").read_text()))
+                   for f in ("03-exact_dedup", "04-minhash"))
+    seen = {k[0] for p in (tmp_path / "dt" / "03-exact_dedup" / "keys").iterdir()
+            for k in json.loads(gzip.decompress(p.read_bytes()))}
+    cross = {t["id"] for t in truth if t["kind"] == "exact_dup" and shard[t["id"]] != shard[t["cluster"]]
+             and {t["id"], t["cluster"]} <= seen}
+    assert cross and cross <= exact
+    assert any(t["kind"] == "near_dup" and shard[t["id"]] != shard[t["cluster"]] and t["id"] in near for t in truth)
+
+
+def test_datatrove_order_is_the_shards_whatever_the_tasks(tmp_path):
+    # text documents (no extract), a config that opens with a dedup, 3 shards on 2 tasks:
+    # task 0 reads shards 0 and 2, task 1 shard 1, yet the keys are decided in shard order
+    pytest.importorskip("datatrove")
+    from minillm.datapipe.datatrove_dedup import run_datatrove
+
+    docs, _ = extract.extract(crawl.make_crawl(60, seed=24)[0])
+    docs.append({**docs[0], "id": "copy-of-" + docs[0]["id"]})  # lands in the last shard
+    runner.write_shards(docs, tmp_path / "in", 3, gz=False)
+    cfg = ["exact_dedup", "line_dedup", {"stage": "minhash", "bands": 20, "rows": 5}, "pii"]
+    runner.run_sharded(tmp_path / "in", tmp_path / "ours", cfg)
+    final = run_datatrove(tmp_path / "in", tmp_path / "dt", cfg, tasks=2, workers=1)
+    assert final.name == "03-pii"
+    ours, theirs = _outputs(tmp_path / "ours"), _outputs(tmp_path / "dt")
+    assert all(theirs[k] == ours[k] for k in theirs) and any(k.startswith("03-pii/") for k in theirs)
+    assert "copy-of-" + docs[0]["id"] in json.loads((tmp_path / "dt" / "00-exact_dedup" / "decision.json").read_text())
+    run_datatrove(tmp_path / "in", tmp_path / "dt", cfg, tasks=2, workers=1)   # rerun: every task is marked done
+    assert _outputs(tmp_path / "dt") == theirs
+
+
+def test_datatrove_on_bad_shards_equals_our_runner(tmp_path):
+    # invalid UTF-8, an empty shard, binary content, malformed HTML: handled as our runner handles them
+    pytest.importorskip("datatrove")
+    from minillm.datapipe.datatrove_dedup import run_datatrove
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "a.jsonl").write_bytes(b'{"id": "x", "html": "<p>caf\xff\xfe ok and more text</p>"}\n')
+    (inp / "b.jsonl").write_bytes(b"")
+    runner.write_jsonl(inp / "c.jsonl.gz", [{"id": "y", "html": "\x00\x01\x02\x03" * 50}])
+    runner.write_jsonl(inp / "d.jsonl", [{"id": "z", "html": "<div><p>unclosed <b>tags"},
+                                         {"id": "w", "html": "<p>caf\ufffd\ufffd ok and more text</p>"}])
+    cfg = ["extract", "exact_dedup", "pii"]
+    runner.run_sharded(inp, tmp_path / "ours", cfg)
+    final = run_datatrove(inp, tmp_path / "dt", cfg, workers=1)
+    ours, theirs = _outputs(tmp_path / "ours"), _outputs(tmp_path / "dt")
+    assert sorted(p.name for p in final.iterdir()) == ["a.jsonl", "b.jsonl", "c.jsonl.gz", "d.jsonl"]
+    assert all(theirs[k] == ours[k] for k in theirs) and theirs["02-pii/b.jsonl"] == b""
+    assert json.loads(theirs["01-exact_dedup/decision.json"]) == ["w"]   # the invalid bytes decode to U+FFFD
+
+
+def test_datatrove_plan_cuts_a_config_into_runs(tmp_path):
+    pytest.importorskip("datatrove")
+    from minillm.datapipe.datatrove_dedup import DedupApply, DedupDecide, DedupKeys, datatrove_plan
+    from minillm.datapipe.datatrove_steps import MiniLLMStage, ShardReader, ShardWriter
+
+    runs = datatrove_plan("in", tmp_path, ["extract", "pii", "exact_dedup", "minhash", "gopher_quality"])
+    shapes = [(r.per_shard, [type(s).__name__ for s in r.steps]) for r in runs]
+    assert shapes == [
+        (True, ["ShardReader", "MiniLLMStage", "MiniLLMStage", "DedupKeys", "ShardWriter"]),
+        (False, ["DedupDecide"]),
+        (True, ["ShardReader", "DedupApply", "DedupKeys", "ShardWriter"]),
+        (False, ["DedupDecide"]),
+        (True, ["ShardReader", "DedupApply", "MiniLLMStage", "ShardWriter"]),
+    ]
+    assert [Path(r.steps[-1].folder).name for r in runs if isinstance(r.steps[-1], ShardWriter)] == \
+        ["01-pii", "02-exact_dedup", "04-gopher_quality"]
+    assert runs[0].steps[0].field == "html" and runs[2].steps[0].field == "text"
+    assert isinstance(runs[0].steps[1], MiniLLMStage) and isinstance(runs[0].steps[0], ShardReader)
+    assert all(isinstance(r.steps[0], (ShardReader, DedupDecide)) for r in runs)
+    assert isinstance(runs[2].steps[1], DedupApply) and isinstance(runs[2].steps[2], DedupKeys)
+
+
+def test_datatrove_dedup_steps_refuse_bad_use(tmp_path):
+    pytest.importorskip("datatrove")
+    from minillm.datapipe.datatrove_dedup import DedupDecide
+    from minillm.datapipe.datatrove_steps import MiniLLMStage
+
+    runner.write_shards([{"id": "a", "text": "x"}], tmp_path / "in", 1)
+    decide = DedupDecide("exact_dedup", {}, tmp_path / "in", tmp_path / "keys", tmp_path / "decision.json")
+    with pytest.raises(MiniLLMError, match="tasks=1"):
+        decide.run(rank=0, world_size=2)
+    with pytest.raises(MiniLLMError, match="step 1 of exact_dedup has not finished"):
+        decide.run()
+    with pytest.raises(MiniLLMError, match="not a document-local stage"):
+        MiniLLMStage("minhash")
+
+
+# C4's block list from a file (no library needed): LDNOOBW's format, one word or phrase a line.
+
+def test_c4_block_list_from_a_file(tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("# my list\nzorblax\n\nbad phrase\n", encoding="utf-8")
+    story = "Tom went to the shop. He saw a dog. The dog was big. It ran away. Tom was sad.\n"
+    assert quality.load_blocklist(str(words)) == ("zorblax", "bad phrase")
+    docs = [{"id": "a", "text": story}, {"id": "b", "text": story + "A Zorblax sale here today.\n"},
+            {"id": "c", "text": story + "Such a Bad  phrase, is it not.\n"},   # two spaces: not the phrase
+            {"id": "d", "text": story + "A bad phrase, said he.\n"},
+            {"id": "e", "text": story + "Casino night is fun.\n"}]
+    kept, stats = quality.c4_filter(docs, blocklist_file=str(words))
+    assert [d["id"] for d in kept] == ["a", "c", "e"] and stats["rules"] == {"c4_blocklist": 2}
+    assert [d["id"] for d in quality.c4_filter(docs)[0]] == ["a", "b", "c", "d"]   # the stand-in: casino, viagra
+    out, _ = pipeline.run_stages(docs, [{"stage": "c4", "blocklist_file": str(words)}])   # through a config
+    assert [d["id"] for d in out] == ["a", "c", "e"]
+
+
+def test_c4_block_list_file_missing_or_empty_is_one_clear_error(tmp_path):
+    (tmp_path / "empty.txt").write_text("# only a comment\n\n", encoding="utf-8")
+    docs = [{"id": "a", "text": "One. Two. Three. Four. Five."}]
+    with pytest.raises(MiniLLMError, match="cannot read the C4 block list .*nope.txt"):
+        quality.c4_filter(docs, blocklist_file=str(tmp_path / "nope.txt"))
+    with pytest.raises(MiniLLMError, match="has no words"):
+        quality.c4_filter(docs, blocklist_file=str(tmp_path / "empty.txt"))
+    with pytest.raises(MiniLLMError, match="cannot read"):
+        quality.c4_filter(docs, blocklist_file=str(tmp_path))   # a folder

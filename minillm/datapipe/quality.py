@@ -26,17 +26,21 @@ keep only lines ending in terminal punctuation (. ! ? ") with at least 3 words;
 drop lines with "javascript" and cookie/policy notices (the list of TensorFlow
 Datasets' c4_utils); drop pages with fewer than 5 sentences, "lorem ipsum", a curly
 bracket "{", or a word of a block list. C4's block list (LDNOOBW) is not shipped:
-`BLOCKLIST` is a stand-in of two spam words. Left out: C4's three-sentence-span
-dedup (dedup.py does line dedup), citation-marker removal.
+`BLOCKLIST` is a stand-in of two spam words; pass your own list as a file, one word or
+phrase a line, with {"stage": "c4", "blocklist_file": "words.txt"} in a pipeline config.
+Left out: C4's three-sentence-span dedup (dedup.py does line dedup), citation-marker removal.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections import Counter
+from pathlib import Path
 
 from minillm.datapipe.base import stage_stats
+from minillm.utils import MiniLLMError
 
 STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}
 TOP_NGRAM_MAX = {2: 0.20, 3: 0.18, 4: 0.16}
@@ -153,14 +157,35 @@ def gopher_filter(docs: list[dict], repetition: bool = True) -> tuple[list[dict]
     return out, stage_stats(docs, out, t0, rules=dict(fired))
 
 
-def c4_clean(text: str) -> tuple[str | None, str]:
+def load_blocklist(path: str) -> tuple[str, ...]:
+    """The lower-cased words of a block-list file: one word or phrase a line, blank and '#' lines skipped.
+
+    LDNOOBW's `en` file has this format. A missing, unreadable or empty file is one MiniLLMError.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError, TypeError) as e:
+        raise MiniLLMError(f"cannot read the C4 block list {path}: {getattr(e, 'strerror', None) or e}") from None
+    words = tuple(w.strip().lower() for w in lines if w.strip() and not w.lstrip().startswith("#"))
+    if not words:
+        raise MiniLLMError(f"the C4 block list {path} has no words (one word or phrase a line)")
+    return words
+
+
+@functools.lru_cache(maxsize=8)
+def _blocklist_regex(words: tuple[str, ...]) -> re.Pattern:
+    """One pattern for the whole list: any listed word or phrase between word boundaries."""
+    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b")
+
+
+def c4_clean(text: str, blocklist: tuple[str, ...] = BLOCKLIST) -> tuple[str | None, str]:
     """(cleaned text, "") or (None, reason): C4's line rules, then its page rules."""
     low = text.lower()
     if "lorem ipsum" in low:
         return None, "c4_lorem_ipsum"
     if "{" in text:
         return None, "c4_curly_bracket"
-    if any(re.search(rf"\b{w}\b", low) for w in BLOCKLIST):
+    if _blocklist_regex(tuple(blocklist)).search(low):
         return None, "c4_blocklist"
     keep = []
     for line in text.split("\n"):
@@ -175,12 +200,16 @@ def c4_clean(text: str) -> tuple[str | None, str]:
     return cleaned, ""
 
 
-def c4_filter(docs: list[dict]) -> tuple[list[dict], dict]:
-    """Stage: C4's rules; lines are removed in place, pages dropped when a page rule fires."""
+def c4_filter(docs: list[dict], blocklist_file: str = "") -> tuple[list[dict], dict]:
+    """Stage: C4's rules; lines are removed in place, pages dropped when a page rule fires.
+
+    `blocklist_file`: a word-list file (see `load_blocklist`) replacing the two-word stand-in.
+    """
     t0 = time.perf_counter()
+    words = load_blocklist(blocklist_file) if blocklist_file else BLOCKLIST
     out, fired = [], Counter()
     for d in docs:
-        text, reason = c4_clean(d["text"])
+        text, reason = c4_clean(d["text"], words)
         if text is None:
             fired[reason] += 1
         else:
