@@ -120,6 +120,7 @@ class QAResult:
     by_kind: dict[str, tuple[float, float, float, int]]  # kind -> (accuracy, lo, hi, n)
     skipped: int = 0                                     # items whose prompt does not fit the context
     answers: list[str] = field(default_factory=list, repr=False)
+    kept: list[int] = field(default_factory=list, repr=False)  # the index in `items` of each answer
 
     def __str__(self) -> str:
         return f"exact match {self.accuracy:.3f} (95% CI [{self.ci95[0]:.3f}, {self.ci95[1]:.3f}], n={self.n})"
@@ -142,8 +143,8 @@ def qa_exact_match(model: nn.Module, tokenizer, items: list[dict], shots: int | 
         raise MiniLLMError("k-shot prompts are for a pretrained model: pass template=None")
     stop = [check_template(tokenizer, template)[template.end]] if template is not None else tokenizer.encode("\n")
     device = next(model.parameters()).device
-    hits, kinds, answers, skipped = [], [], [], 0
-    for item in items:
+    hits, kinds, answers, kept, skipped = [], [], [], [], 0
+    for i, item in enumerate(items):
         if template is not None:
             ids, _ = render_chat(qa_conversation(item, False), tokenizer, template, add_generation_prompt=True)
         else:
@@ -155,6 +156,7 @@ def qa_exact_match(model: nn.Module, tokenizer, items: list[dict], shots: int | 
         new = [t for t in out[0, len(ids):].tolist() if t not in stop][:max_new_tokens]
         answer = tokenizer.decode(new).split("\n")[0].strip()
         answers.append(answer)
+        kept.append(i)
         hits.append(tasks.judge(item["story"], item["question"], answer))
         kinds.append(item["kind"])
     if not hits:  # a measured outcome (k-shot prompts outgrow a small context), not an error
@@ -163,7 +165,7 @@ def qa_exact_match(model: nn.Module, tokenizer, items: list[dict], shots: int | 
     for kind in sorted(set(kinds)):
         h = [x for x, k in zip(hits, kinds) if k == kind]
         by_kind[kind] = (sum(h) / len(h), *wilson_interval(sum(h), len(h)), len(h))
-    return QAResult(sum(hits) / len(hits), wilson_interval(sum(hits), len(hits)), len(hits), by_kind, skipped, answers)
+    return QAResult(sum(hits) / len(hits), wilson_interval(sum(hits), len(hits)), len(hits), by_kind, skipped, answers, kept)
 
 
 # ---------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ PRESETS = {
     "default": Preset(style="llama", vocab_size=1024, block_size=128, n_layer=4, n_head=4, n_embd=96, steps=3000,
                       batch_size=16, lr=4e-3, warmup_steps=100, eval_every=500, val_stories=1000,
                       mc_items=200, shots=1, samples=8),
-    "fast": Preset(style="llama", vocab_size=512, block_size=64, n_layer=2, n_head=2, n_embd=64, steps=60,
+    "fast": Preset(style="llama", vocab_size=512, block_size=128, n_layer=2, n_head=2, n_embd=64, steps=60,
                    batch_size=16, lr=3e-3, warmup_steps=10, eval_every=30, val_stories=40,
                    mc_items=24, shots=1, samples=2),
 }
@@ -118,10 +118,13 @@ def sample_stories(model, tok, n: int, max_new_tokens: int, seed: int = 0) -> li
 
 
 def append_section(out: str | Path, title: str, markdown: str) -> Path:
-    """Add a `## title` section to OUT/report.md (later stages call this)."""
+    """Add a `## title` section to OUT/report.md (later stages call this), before its
+    "What to do next", which stays last."""
     path = Path(out) / "report.md"
     text = path.read_text(encoding="utf-8") if path.exists() else "# minillm speedrun\n"
-    return atomic_write_text(path, text.rstrip("\n") + f"\n\n## {title}\n\n{markdown.strip()}\n")
+    body, sep, tail = text.partition("\n## What to do next")
+    section = f"\n\n## {title}\n\n{markdown.strip()}\n"
+    return atomic_write_text(path, body.rstrip("\n") + section + (sep + tail if sep else ""))
 
 
 NEXT_STEPS = """\

@@ -117,3 +117,39 @@ def test_speedrun_resumes_from_its_checkpoint(fast_run, capsys):
     assert f"resumed from {out / 'ckpt.pt'} at step 60" in printed
     again = json.loads((out / "speedrun.json").read_text())
     assert again["val_bits_per_byte"] == m["val_bits_per_byte"]   # nothing left to train: the same model
+
+
+def test_post_training_saves_a_chat_model_and_reports_it_before_what_to_do_next(fast_run):
+    out, m, _ = fast_run
+    report = (out / "report.md").read_text()
+    post = report.index("## Post-training")
+    assert post < report.index("## What to do next")   # "what to do next" stays last
+    assert "| SFT (full fine-tuning) |" in report and "### Leaderboard" in report
+    from minillm.arena_models import is_chat, open_run
+
+    sft = open_run(out / "sft")
+    assert is_chat(sft) and not is_chat(open_run(out))
+    rows = m["post"]["rows"]
+    for row in rows.values():   # every measured figure is a figure, inside its interval
+        for ph in ("seen", "unseen"):
+            r = row[ph]
+            assert r["n"] + r["skipped"] > 0 and (r["n"] == 0 or r["ci95"][0] <= r["accuracy"] <= r["ci95"][1])
+        assert row["bits_per_byte"] > 0 and -5 < row["utility"] < 5
+    assert m["post"]["sft"]["steps"] == 8 and set(m["arena"]["ratings"]) == {f"{out}:0shot", str(out / "sft")}
+
+
+def test_append_section_keeps_what_to_do_next_last(tmp_path):
+    from minillm.speedrun import append_section
+
+    (tmp_path / "report.md").write_text("# minillm speedrun\n\nbody\n\n## What to do next\n\n- this\n")
+    append_section(tmp_path, "SFT", "table")
+    text = (tmp_path / "report.md").read_text()
+    assert text == "# minillm speedrun\n\nbody\n\n## SFT\n\ntable\n\n## What to do next\n\n- this\n"
+
+
+def test_no_post_training_flag_skips_the_stage(tmp_path):
+    out = tmp_path / "run"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["speedrun", "--fast", "--out", str(out), "--steps", "2", "--no-progress",
+                     "--no-post-training"]) == 0
+    assert not (out / "sft").exists() and "post" not in json.loads((out / "speedrun.json").read_text())

@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="a progress bar with step/total, tokens/s and time left")
     parser.add_argument("--device", default="auto", help="auto (CUDA -> MPS -> CPU), cpu, cuda, mps")
+    parser.add_argument("--post-training", action=argparse.BooleanOptionalAction, default=True,
+                        help="after pretraining: SFT (saved as OUT/sft) and a small arena of the two models")
 
 
 def tokenize(out: Path, vocab_size: int, resume: bool):
@@ -106,6 +108,27 @@ def check_flags(args: argparse.Namespace) -> None:
         raise MiniLLMError(f"cannot resume: {args.out} has no ckpt.pt (run without --resume first)")
 
 
+def post_train(out: Path, model, tok, metrics: dict, args: argparse.Namespace, t0: float) -> float:
+    """SFT + arena into OUT/sft, speedrun.json's "post" and the report's last section -> total seconds."""
+    from minillm.device import pick_device
+    from minillm.speedrun import append_section
+    from minillm.speedrun_post import arena_stage, post_section, sft_stage
+    from minillm.utils import atomic_write_text
+
+    preset = "fast" if args.fast else "default"
+    t = time.time()
+    post = sft_stage(model, tok, out, preset, args.seed, str(pick_device(args.device)))
+    metrics["timings"]["sft"] = time.time() - t
+    t = time.time()
+    arena = arena_stage(out, preset, args.seed)
+    metrics["timings"]["arena"] = time.time() - t
+    metrics.update(post=post, arena=dict(ratings=arena["ratings"], battles=arena["battles"]),
+                   total_seconds=time.time() - t0)
+    atomic_write_text(out / "speedrun.json", json.dumps(metrics, indent=2) + "\n")
+    append_section(out, "Post-training: supervised fine-tuning and the arena", post_section(post, arena))
+    return metrics["total_seconds"]
+
+
 def run(args: argparse.Namespace) -> int:
     from minillm import world
     from minillm.runfolder import locked, prepare_out_dir
@@ -169,6 +192,10 @@ def run(args: argparse.Namespace) -> int:
             preset="fast" if args.fast else "default", model=asdict(mcfg), train=asdict(tcfg))
         atomic_write_text(out / "speedrun.json", json.dumps(metrics, indent=2) + "\n")
         write_report(out, metrics, samples, floor, tok.vocab_size, bpt)
+
+        # 7. Post-training (lessons 08, 12): SFT of this model, both measured, then the arena
+        if args.post_training:
+            total = post_train(out, model, tok, metrics, args, t0)
     print(f"done in {total:.0f} s; report: {out / 'report.md'}")
     print(f"next: minillm generate --checkpoint {out} --prompt \"Once upon a time\"   (more in the report)")
     return 0
