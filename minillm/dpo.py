@@ -240,6 +240,37 @@ def dpo_train(policy: nn.Module, reference: nn.Module, tokenizer, pairs: list[di
                      time.time() - t)
 
 
+def transfer_check(policy: nn.Module, reference: nn.Module, tokenizer, pairs: list[dict], cfg: DPOConfig,
+                   steps: int = 30, n_train: int = 64, every: int = 5) -> list[dict]:
+    """Lesson 10's diagnostic: train `policy` (in place) on ONE fixed batch of `n_train` pairs
+    and watch the DPO loss on it and on the other pairs (held out) -> rows {step, train, heldout}.
+
+    Train falling while held-out rises means the gradient is right and what is learnt from
+    one set of pairs does not transfer to the next.
+    """
+    kept, _ = drop_identical(pairs)
+    rendered, _ = render_pairs(tokenizer, kept, policy.config.block_size)
+    if len(rendered) < n_train + 1:
+        raise MiniLLMError(f"only {len(rendered)} usable pairs; the check needs more than {n_train}")
+    train_b, held_b = pair_batch(rendered[:n_train]), pair_batch(rendered[n_train:])
+    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+
+    def losses(step: int) -> dict:
+        with torch.no_grad():
+            return dict(step=step, train=dpo_batch_loss(policy, reference, train_b, cfg)[0].item(),
+                        heldout=dpo_batch_loss(policy, reference, held_b, cfg)[0].item())
+    reference.eval()
+    rows = [losses(0)]
+    for step in range(1, steps + 1):
+        loss = dpo_batch_loss(policy, reference, train_b, cfg)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % every == 0 or step == steps:
+            rows.append(losses(step))
+    return rows
+
+
 # ---------------------------------------------------------------------------------
 # The experiment: DPO at several beta vs SFT on the chosen answers (lesson 10's table)
 # ---------------------------------------------------------------------------------

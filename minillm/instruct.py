@@ -165,7 +165,8 @@ def qa_exact_match(model: nn.Module, tokenizer, items: list[dict], shots: int | 
     for kind in sorted(set(kinds)):
         h = [x for x, k in zip(hits, kinds) if k == kind]
         by_kind[kind] = (sum(h) / len(h), *wilson_interval(sum(h), len(h)), len(h))
-    return QAResult(sum(hits) / len(hits), wilson_interval(sum(hits), len(hits)), len(hits), by_kind, skipped, answers, kept)
+    return QAResult(sum(hits) / len(hits), wilson_interval(sum(hits), len(hits)), len(hits), by_kind, skipped,
+                    answers, kept)
 
 
 # ---------------------------------------------------------------------------------
@@ -184,6 +185,8 @@ class SFTConfig:
     stories: int = field(default=2000, metadata={"help": "training stories; each gives one question of every kind"})
     train_on_prompt: bool = field(default=False, metadata={"help": "put the loss on the prompt too (default: answers only)"})
     pack: bool = field(default=False, metadata={"help": "pack several conversations per row (block-diagonal mask)"})
+    kinds: str = field(default="", metadata={"help": "train on these question kinds only, comma-separated "
+                                                      "(default: all; lesson 08 §7b)"})
     seed: int = field(default=0, metadata={"help": "seed for the phrasings, batches and init"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, mps or auto"})
 
@@ -191,7 +194,11 @@ class SFTConfig:
 def sft_examples(tokenizer, cfg: SFTConfig, block_size: int, template: ChatTemplate = ChatTemplate()):
     """Rendered (ids, mask) pairs of the training stories (seen phrasings), those that fit the context."""
     stories = world.load_split("train").splitlines()[:cfg.stories]
-    items = instruction_items(stories, "seen", seed=cfg.seed)
+    kinds = [k.strip() for k in cfg.kinds.split(",") if k.strip()] or None
+    unknown = sorted(set(kinds or []) - set(tasks.QUESTION_KINDS))
+    if unknown:
+        raise MiniLLMError(f"unknown question kind(s) {unknown}: choose from {', '.join(tasks.QUESTION_KINDS)}")
+    items = instruction_items(stories, "seen", kinds=kinds, seed=cfg.seed)
     rendered = [render_chat(qa_conversation(it), tokenizer, template, cfg.train_on_prompt) for it in items]
     return [r for r in rendered if len(r[0]) <= block_size + 1]  # +1: inputs are ids[:-1]
 

@@ -1,16 +1,18 @@
 """The speedrun's post-training stages: SFT of the model it pretrained, then the arena (lessons 08, 12).
 
-After pretraining, `minillm speedrun` fine-tunes a copy of its model on TinyWorld
-instructions (`instruct.sft_train`, lesson 08), saves it as OUT/sft (a run folder
-that `minillm chat` and `minillm arena` take), and measures both models the same way:
+After pretraining, `minillm speedrun` fine-tunes copies of its model on TinyWorld
+instructions — all weights (`instruct.sft_train`, lesson 08) and a rank-8 LoRA on the
+attention layers (`lora_runs.lora_sft_train`, lesson 09) — saves them as OUT/sft and
+OUT/lora (merged; run folders that `minillm chat` and `minillm arena` take), and
+measures the three models the same way:
 exact match on held-out questions in trained and unseen phrasings (Wilson
 intervals), the oracle's mean utility of the answers (lesson 10's `utility`) and
-validation bits/byte (what fine-tuning costs the language model). Then the two play
+validation bits/byte (what fine-tuning costs the language model). Then the three play
 in a small arena under the oracle judge (lesson 12's `course_arena`), and the report
 gets one results table and the leaderboard.
 
 Left out (each has its own command, too slow for the main job's budget on 2 cores):
-LoRA (`minillm lora experiment`), DPO (`minillm dpo`), RLHF (`minillm rlhf`), the
+LoRA at other ranks (`minillm lora experiment`), DPO (`minillm dpo`), RLHF (`minillm rlhf`), the
 full course arena with AI judges (`minillm arena course`).
 """
 
@@ -31,15 +33,17 @@ class PostPreset:
     """The post-training stages' size in one speedrun preset."""
 
     sft_steps: int
+    lora_steps: int       # LoRA r=8 on the attention layers, lr 1e-2 (lesson 09's recipe)
     eval_stories: int     # validation stories (6 questions each) for exact match
     bpb_stories: int      # validation stories scored for bits/byte
     arena_items: int
     arena_battles: int
 
 
-POST_PRESETS = {"default": PostPreset(sft_steps=600, eval_stories=60, bpb_stories=200, arena_items=40,
+POST_PRESETS = {"default": PostPreset(sft_steps=600, lora_steps=300, eval_stories=60, bpb_stories=200, arena_items=40,
                                       arena_battles=160),
-                "fast": PostPreset(sft_steps=8, eval_stories=4, bpb_stories=10, arena_items=6, arena_battles=12)}
+                "fast": PostPreset(sft_steps=8, lora_steps=4, eval_stories=4, bpb_stories=10, arena_items=6,
+                                   arena_battles=12)}
 
 
 def measure(model, tok, chat: bool, items: dict[str, list[dict]], bpb_text: str) -> dict:
@@ -58,25 +62,39 @@ def measure(model, tok, chat: bool, items: dict[str, list[dict]], bpb_text: str)
 
 def sft_stage(model, tok, out: Path, preset: str = "default", seed: int = 0, device: str = "cpu",
               log=print) -> dict:
-    """Fine-tune a copy of `model`, save OUT/sft, measure both -> {rows: {pretrained, SFT}, sft: {...}}."""
+    """Fine-tune copies of `model` (full SFT, LoRA), save OUT/sft and OUT/lora (merged), measure all three
+    -> {rows: {name: measurements}, runs: {name: {steps, seconds, trainable, folder}}}."""
+    from minillm import lora  # deferred: the LoRA layers are only needed here
+    from minillm.lora_runs import lora_sft_train
+
     p = POST_PRESETS[preset]
     cfg = SFTConfig(steps=p.sft_steps, warmup_steps=min(20, p.sft_steps), seed=seed, device=device)
     t = time.time()
     sft_model, sft_tok, _ = sft_train(copy.deepcopy(model), copy.deepcopy(tok), cfg, log=lambda *a: None)
-    seconds = time.time() - t
-    save_small(Path(out) / "sft", sft_model, sft_tok, dict(made_by="minillm speedrun", stage="sft",
-                                                           sft=dict(steps=cfg.steps, lr=cfg.lr, stories=cfg.stories)))
-    log(f"SFT: {cfg.steps} steps in {seconds:.0f} s -> {Path(out) / 'sft'}")
+    runs = {"SFT": dict(steps=cfg.steps, seconds=time.time() - t, trainable=sft_model.num_parameters())}
+    lcfg, lora_cfg = lora.LoRAConfig(r=8, alpha=16.0, targets="attn"), SFTConfig(
+        steps=p.lora_steps, lr=1e-2, warmup_steps=min(20, p.lora_steps), seed=seed, device=device)
+    t = time.time()
+    res = lora_sft_train(model, tok, lora_cfg, lcfg, log=lambda *a: None)
+    wte = res["model"].transformer.wte.weight           # the chat tokens' rows train too (lesson 09)
+    trainable = sum(layer.lora_A.numel() + layer.lora_B.numel() for layer in lora.lora_layers(res["model"]).values())
+    trainable += (wte.shape[0] - res["first_new_token"]) * wte.shape[1]
+    runs["LoRA"] = dict(steps=lora_cfg.steps, seconds=time.time() - t, trainable=trainable, rank=lcfg.r)
+    lora_model = lora.merge_lora(res["model"])   # merged == unmerged (lesson 09): one plain checkpoint
+    for name, m, tk in (("SFT", sft_model, sft_tok), ("LoRA", lora_model, res["tokenizer"])):
+        folder = save_small(Path(out) / name.lower(), m, tk, dict(made_by="minillm speedrun", stage=name.lower()))
+        runs[name]["folder"] = str(folder)
+        log(f"{name}: {runs[name]['steps']} steps in {runs[name]['seconds']:.0f} s -> {folder}")
     stories = world.load_split("val").splitlines()
     items = {ph: instruction_items(stories[:p.eval_stories], ph, seed=1) for ph in ("seen", "unseen")}
     bpb_text = "".join(s + "\n" for s in stories[:p.bpb_stories])
-    rows = {"pretrained (0-shot)": measure(model, tok, False, items, bpb_text),
-            "SFT (0-shot, chat)": measure(sft_model, sft_tok, True, items, bpb_text)}
+    rows = {"pretrained": measure(model, tok, False, items, bpb_text),
+            "SFT": measure(sft_model, sft_tok, True, items, bpb_text),
+            "LoRA": measure(lora_model, res["tokenizer"], True, items, bpb_text)}
     for name, r in rows.items():
         log(f"{name}: exact match {r['seen']['accuracy']:.3f} seen, {r['unseen']['accuracy']:.3f} unseen "
             f"phrasings; {r['bits_per_byte']:.4f} bits/byte")
-    return dict(rows=rows, sft=dict(steps=cfg.steps, seconds=seconds, trainable=sft_model.num_parameters(),
-                                    folder=str(Path(out) / "sft")))
+    return dict(rows=rows, runs=runs)
 
 
 def arena_stage(out: Path, preset: str = "default", seed: int = 0, log=print) -> dict:
@@ -84,7 +102,8 @@ def arena_stage(out: Path, preset: str = "default", seed: int = 0, log=print) ->
     from minillm.arena import course_arena  # deferred: the arena's players import the generation code
 
     p = POST_PRESETS[preset]
-    res = course_arena([f"{out}:0shot", str(Path(out) / "sft")], judges=("oracle",), n_items=p.arena_items,
+    players = [f"{out}:0shot", str(Path(out) / "sft"), str(Path(out) / "lora")]
+    res = course_arena(players, judges=("oracle",), n_items=p.arena_items,
                        n_battles=p.arena_battles, n_boot=50, seed=seed, val_stories=p.bpb_stories)
     fit = res["ratings"]["oracle"]
     log("arena (oracle judge): " + ", ".join(f"{n} {r:.0f}" for n, r in fit.as_dict().items()))
@@ -93,35 +112,35 @@ def arena_stage(out: Path, preset: str = "default", seed: int = 0, log=print) ->
 
 def results_table(post: dict) -> str:
     """The post-training lessons' results table (POSTTRAIN.md's columns that the speedrun measures)."""
-    pre, sft = post["rows"]["pretrained (0-shot)"], post["rows"]["SFT (0-shot, chat)"]
-    s = post["sft"]
-
     def em(r, ph):
         x = r[ph]
         return f"{x['accuracy']:.3f} [{x['ci95'][0]:.2f}, {x['ci95'][1]:.2f}]" if x["n"] else "none fits"
     lines = ["| method | trainable params | steps | wall time | exact match, trained phrasings [95% CI] | "
              "unseen phrasings | oracle utility | validation bits/byte |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    lines.append(f"| pretrained, 0-shot | - | - | - | {em(pre, 'seen')} | {em(pre, 'unseen')} | "
-                 f"{pre['utility']:+.2f} | {pre['bits_per_byte']:.4f} |")
-    lines.append(f"| SFT (full fine-tuning) | {s['trainable']:,} | {s['steps']} | {s['seconds']:.0f} s | "
-                 f"{em(sft, 'seen')} | {em(sft, 'unseen')} | {sft['utility']:+.2f} | {sft['bits_per_byte']:.4f} |")
+    labels = {"pretrained": "pretrained, 0-shot", "SFT": "SFT (full fine-tuning)", "LoRA": "LoRA r=8 (attention)"}
+    for name, r in post["rows"].items():
+        run = post["runs"].get(name)
+        cost = f"{run['trainable']:,} | {run['steps']} | {run['seconds']:.0f} s" if run else "- | - | -"
+        lines.append(f"| {labels.get(name, name)} | {cost} | {em(r, 'seen')} | {em(r, 'unseen')} | "
+                     f"{r['utility']:+.2f} | {r['bits_per_byte']:.4f} |")
     return "\n".join(lines)
 
 
 def post_section(post: dict, arena: dict | None) -> str:
     """The report's post-training section: the results table, what it means, the leaderboard."""
-    sft = post["rows"]["SFT (0-shot, chat)"]
+    sft = post["rows"]["SFT"]
     kinds = ", ".join(f"{k} {v:.2f}" for k, v in sft["seen"]["by_kind"].items())
     parts = [results_table(post), "",
              "Exact match: greedy answers to held-out questions about validation stories, graded by the "
              "world's judge; *unseen phrasings* are wordings never trained on. The pretrained model gets the "
-             "plain `Question: ... Answer:` prompt; the SFT model the chat template (lesson 08). Oracle "
+             "plain `Question: ... Answer:` prompt; the SFT and LoRA models the chat template (lessons 08, 09; "
+             "the LoRA model is saved merged). Oracle "
              "utility is lesson 10's known reward of an answer (+2 when right, form bonuses, filler costs). "
              "Bits/byte on plain validation stories shows what fine-tuning costs the language model "
              "(forgetting).", "",
              f"SFT exact match by question kind (trained phrasings): {kinds}.", "",
-             f"Chat with it: `minillm chat --checkpoint {post['sft']['folder']}`."]
+             f"Chat with it: `minillm chat --checkpoint {post['runs']['SFT']['folder']}`."]
     if arena:
         parts += ["", f"### Leaderboard ({arena['battles']} battles, oracle judge, Bradley-Terry)", "",
                   arena["table"].strip()]

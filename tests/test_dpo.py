@@ -216,6 +216,17 @@ def test_dpo_raises_the_chosen_margin(tiny):
     assert ((pc - rc) - (pr - rr)).mean() > 0.2
 
 
+def test_transfer_check_fits_its_batch_and_reports_the_held_out_loss(tiny):
+    policy, reference, tok = tiny
+    rows = dpo.transfer_check(policy, reference, tok, few_pairs(12), dpo.DPOConfig(lr=1e-2, beta=0.5),
+                              steps=6, n_train=6, every=3)
+    assert [r["step"] for r in rows] == [0, 3, 6]
+    assert rows[0]["train"] == pytest.approx(math.log(2), abs=1e-5) == rows[0]["heldout"]   # policy == reference
+    assert rows[-1]["train"] < rows[0]["train"] - 0.05        # the batch it trains on is fitted
+    with pytest.raises(MiniLLMError, match="usable pairs"):
+        dpo.transfer_check(policy, reference, tok, few_pairs(4), dpo.DPOConfig(), n_train=64)
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(beta=0.0), "beta must be positive"), (dict(loss="kto"), "unknown DPO loss")])
 def test_dpo_train_bad_config(tiny, change, message):

@@ -135,7 +135,11 @@ def test_post_training_saves_a_chat_model_and_reports_it_before_what_to_do_next(
             r = row[ph]
             assert r["n"] + r["skipped"] > 0 and (r["n"] == 0 or r["ci95"][0] <= r["accuracy"] <= r["ci95"][1])
         assert row["bits_per_byte"] > 0 and -5 < row["utility"] < 5
-    assert m["post"]["sft"]["steps"] == 8 and set(m["arena"]["ratings"]) == {f"{out}:0shot", str(out / "sft")}
+    runs = m["post"]["runs"]
+    assert (runs["SFT"]["steps"], runs["LoRA"]["steps"]) == (8, 4)
+    assert runs["LoRA"]["trainable"] < runs["SFT"]["trainable"] / 5   # a few extra weights, not all of them
+    assert "| LoRA r=8 (attention) |" in report and is_chat(open_run(out / "lora"))
+    assert set(m["arena"]["ratings"]) == {f"{out}:0shot", str(out / "sft"), str(out / "lora")}
 
 
 def test_append_section_keeps_what_to_do_next_last(tmp_path):
