@@ -3,15 +3,16 @@
 Prints, for one corpus, our figure beside Hugging Face `tokenizers` (Rust) and
 tiktoken (Rust, fed our vocabulary through `Tokenizer.to_tiktoken`), with the
 ratio, the medians of `--rounds` interleaved rounds (ours, theirs, ours, theirs,
-... so that a busy neighbour slows both alike), and the machine's load average
-before and after:
+... so that a busy neighbour slows both alike; the encoders in a new order each
+round), and the machine's load average before and after:
 
 * training to `--vocab-size` ids: seconds and peak memory added by training (the
   proportional set size of the process and its workers, sampled every 10 ms, above
   the level with the corpus loaded), each run in a fresh process;
 * encoding: one string (cold and warm pre-token cache), a batch of lines (our
-  processes against tiktoken's and HF's threads), and our `encode_iterable`
-  (the path token files use) against one `encode`.
+  processes against tiktoken's and HF's threads), and our `encode_iterable` and
+  `encode_iterable_chunks` (the path token files use) against one `encode`, with
+  their ratio.
 
 `--baseline PATH` adds the trainer and encoder of another minillm checkout (e.g.
 `git worktree add /tmp/old HEAD~1`) as "before". Corpora: `pydoc` (Python's own
@@ -29,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -173,6 +175,26 @@ def bench_train(args) -> None:
     table(rows)
 
 
+def time_rounds(timers: dict, rounds: int, tok, text: str) -> tuple[dict, dict]:
+    """Wall-clock and CPU seconds of each timer, over interleaved rounds, each round in a
+    new order (the same seed every run), so that no timer always runs after the same one."""
+    times: dict[str, list[float]] = {k: [] for k in timers}
+    cpu: dict[str, list[float]] = {k: [] for k in timers}  # CPU seconds: valid for one-thread timers only
+    rng = random.Random(0)
+    for _ in range(rounds):
+        for k in rng.sample(list(timers), len(timers)):
+            if k.startswith("minillm") and "cold" in k:
+                tok._cache.clear()
+            elif k.startswith("minillm") and "warm" in k:
+                tok.encode(text, disallowed_special=())  # whatever ran before, the cache is full
+            c0, t0 = time.process_time(), time.perf_counter()
+            out = timers[k]()  # freed after the clock stops, for every timer alike
+            times[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+            del out
+    return times, cpu
+
+
 def bench_encode(args) -> None:
     from minillm.tokenizer import Tokenizer
 
@@ -183,15 +205,20 @@ def bench_encode(args) -> None:
         tok = Tokenizer.train(text, args.vocab_size, pattern="gpt2", workers=args.workers)
     except TypeError:  # a --baseline checkout from before `workers`
         tok = Tokenizer.train(text, args.vocab_size, pattern="gpt2")
+    # "cold" timers start with an empty pre-token cache, emptied before the clock starts
+    # (freeing a full cache is not encoding work, and only some timers would pay for it);
+    # the "warm" one with a full cache, filled before the clock starts
     timers = {
-        "minillm encode, cold cache": lambda: (tok._cache.clear(), tok.encode(text, disallowed_special=()))[1],
+        "minillm encode, cold cache": lambda: tok.encode(text, disallowed_special=()),
         "minillm encode, warm cache": lambda: tok.encode(text, disallowed_special=()),
-        "minillm encode_iterable(lines), cold":
-            lambda: (tok._cache.clear(), list(tok.encode_iterable(lines, disallowed_special=())))[1],
+        "minillm encode_iterable(lines), cold": lambda: list(tok.encode_iterable(lines, disallowed_special=())),
     }
+    if hasattr(tok, "encode_iterable_chunks"):  # lists per buffer: what a token-file writer takes
+        timers["minillm encode_iterable_chunks(lines), cold"] = \
+            lambda: list(tok.encode_iterable_chunks(lines, disallowed_special=()))
     if hasattr(tok, "encode_batch"):  # a --baseline checkout may predate it
-        timers[f"minillm encode_batch(lines), {args.workers} processes, cold"] = lambda: (
-            tok._cache.clear(), tok.encode_batch(lines, disallowed_special=(), workers=args.workers))[1]
+        timers[f"minillm encode_batch(lines), {args.workers} processes, cold"] = \
+            lambda: tok.encode_batch(lines, disallowed_special=(), workers=args.workers)
     try:
         enc = tok.to_tiktoken()
         assert enc.encode_ordinary(text) == tok.encode(text, disallowed_special=()), "ids differ from tiktoken"
@@ -210,12 +237,7 @@ def bench_encode(args) -> None:
         timers["HF tokenizers encode_batch(lines)"] = lambda: hf.encode_batch(lines)
     except ImportError:
         pass
-    times: dict[str, list[float]] = {k: [] for k in timers}
-    for _ in range(args.rounds):  # interleaved rounds
-        for k, fn in timers.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
+    times, cpu = time_rounds(timers, args.rounds, tok, text)
     speed = {k: mb / statistics.median(v) for k, v in times.items()}
     tt = speed.get("tiktoken encode_ordinary (our ranks)")
     ttb = speed.get(f"tiktoken encode_ordinary_batch(lines), {args.workers} threads")
@@ -223,6 +245,11 @@ def bench_encode(args) -> None:
     for k, v in speed.items():
         rows.append((k, f"{v:.2f}", f"{v / tt:.2f}" if tt else "", f"{v / ttb:.2f}" if ttb else ""))
     table(rows)
+    same = list(tok.encode_iterable(lines, disallowed_special=())) == tok.encode(text, disallowed_special=())
+    it, one = "minillm encode_iterable(lines), cold", "minillm encode, cold cache"
+    cpu_ratio = statistics.median(cpu[one]) / statistics.median(cpu[it])
+    print(f"encode_iterable / encode speed, both cold: {speed[it] / speed[one]:.2f}x wall clock, "
+          f"{cpu_ratio:.2f}x CPU time (one thread each: the neighbours' load counts less); same ids: {same}")
 
 
 def main() -> None:

@@ -125,7 +125,69 @@ def test_long_text_encoded_in_chunks_like_tiktoken(which, request, monkeypatch):
     tok = request.getfixturevalue(which)
     text = "\n".join(MULTILINGUAL) * 5 + corpus_text()[:20_000]
     monkeypatch.setattr(bpe_fast, "CHUNK_CHARS", 64)  # many chunks: every cut is tested
+    monkeypatch.setattr(bpe_fast, "ENCODE_CHUNK_CHARS", 64)
     assert tok.encode(text) == tok.to_tiktoken().encode(text)
+    ascii_text = text.encode("ascii", "ignore").decode()  # chunks split by the `re` twin too
+    assert tok.encode(ascii_text) == tok.to_tiktoken().encode(ascii_text)
+
+
+# The `re` twins of the GPT patterns that encode uses on ASCII text: the same pieces as `regex`.
+ASCII = [chr(c) for c in range(128)]
+NASTY_ASCII = list(" \t\n\r\x0b\x0c\x1c\x1faZs'lLvEr1!.-_")  # \x1c-\x1f: whitespace to `re`, not to `regex`
+
+
+@pytest.mark.parametrize("pattern", [GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN])
+def test_ascii_twin_splits_every_pair_of_ascii_characters_like_regex(pattern):
+    import regex
+
+    from minillm import bpe_fast
+
+    twin, ref = bpe_fast.ascii_twin(pattern), regex.compile(pattern)
+    for text in (a + b for a in ASCII for b in ASCII):
+        assert twin.findall(text) == ref.findall(text), repr(text)
+    text = corpus_text().encode("ascii", "ignore").decode()
+    assert twin.findall(text) == ref.findall(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(NASTY_ASCII) | st.sampled_from(ASCII), max_size=40).map("".join),
+       st.integers(0, 40), st.integers(0, 40), st.sampled_from([GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN]))
+def test_ascii_twin_like_regex_on_random_ascii(text, pos, endpos, pattern):
+    import regex
+
+    from minillm import bpe_fast
+
+    twin, ref = bpe_fast.ascii_twin(pattern), regex.compile(pattern)
+    assert twin.findall(text) == ref.findall(text)
+    assert twin.findall(text, pos, endpos) == ref.findall(text, pos, endpos)  # as the stream calls it
+
+
+def test_findall_uses_the_twin_on_ascii_and_finds_the_split_patterns_pieces(tok4, monkeypatch):
+    import regex
+
+    from minillm import bpe_fast
+
+    assert tok4._split_ascii is not None and bpe_fast.ascii_twin(r"\w+|\s+") is None
+    text = "\n".join(MULTILINGUAL) + corpus_text()[:30_000]  # ASCII stretches and others
+    monkeypatch.setattr(bpe_fast, "ENCODE_CHUNK_CHARS", 100)  # many chunks, most of them ASCII
+    ref = regex.compile(tok4.pattern)
+    assert tok4._findall(text) == ref.findall(text)
+    assert tok4._findall(text, 1000, 9000) == ref.findall(text, 1000, 9000)
+    calls = []
+    monkeypatch.setattr(tok4, "_split_ascii", _Spy(tok4._split_ascii, calls))
+    tok4._findall(text)
+    assert len(calls) > 10  # the ASCII chunks went to `re`
+
+
+class _Spy:
+    """Counts the findall calls of a compiled pattern."""
+
+    def __init__(self, pattern, calls: list):
+        self.pattern, self.calls = pattern, calls
+
+    def findall(self, *args):
+        self.calls.append(args)
+        return self.pattern.findall(*args)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -367,6 +429,111 @@ def test_encode_iterable_chunks_are_lists_of_the_same_ids(tok4):
     chunks = list(tok4.encode_iterable_chunks(lines, chunk_chars=2000))
     assert len(chunks) > 5 and all(isinstance(c, list) for c in chunks)
     assert [i for c in chunks for i in c] == tok4.encode("".join(lines))
+
+
+# Atoms that random cuts split in the hard places: inside a special token, a multi-byte
+# character, a surrogate pair ("\ud83d\ude00" is 😀 written as UTF-16 halves), a whitespace
+# run, a contraction, a digit group; with words, code and CRLF around them.
+HARD_ATOMS = (["<|endoftext|>", "<|pad|>", "<|endo", "<|", "|>", "\ud83d\ude00", "\ud83d", "\ude00", "😀", "é",
+               "字", "e\u0301", "  ", "    ", "\t", "\n", "\n\n", "\r\n", " \n ", "'s", "'ll", "'RE", "don't",
+               "12345", "3.14", " the", " cat", "ab", "x", "(", "!!", "->", " = ", "def f():\n    return 1\n"])
+
+
+def _random_stream(rng: random.Random) -> list[str]:
+    """A text of 0-80 atoms, cut at 0-12 random character positions (anywhere)."""
+    text = "".join(rng.choice(HARD_ATOMS) for _ in range(rng.randrange(81)))
+    cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.randrange(13))))
+    return [text[a:b] for a, b in zip([0] + cuts, cuts + [len(text)])]
+
+
+def _atoms_tokenizer(pattern: str) -> Tokenizer:
+    """Trained on the atoms themselves, so most become one token: a stream that cut a
+    pre-token wrongly ("x'l" + "l": "'", "ll" instead of "'ll") gets different ids."""
+    rng = random.Random(0)
+    text = "".join(rng.choice(HARD_ATOMS) for _ in range(20_000))
+    return Tokenizer.train(text, 700, pattern=pattern, special_tokens=[ENDOFTEXT, "<|pad|>"])
+
+
+@pytest.fixture(scope="module")
+def atoms2() -> Tokenizer:
+    return _atoms_tokenizer("gpt2")
+
+
+@pytest.fixture(scope="module")
+def atoms4() -> Tokenizer:
+    return _atoms_tokenizer("gpt4")
+
+
+@pytest.mark.parametrize("which", ["atoms2", "atoms4"])
+def test_atoms_tokenizer_has_the_atoms_as_tokens(which, request):
+    tok = request.getfixturevalue(which)
+    assert [len(tok.encode(s)) for s in ("x'll", " the", "    ", "😀")] == [2, 1, 1, 1]
+    # the cut that needs the last *two* pre-tokens kept: "x'l" is "x", "'", "l"; "x'll" is "x", "'ll"
+    # (no special tokens to look out for: the stream holds back nothing more than it must)
+    for pieces in (["x'l", "l the"], ["x'", "ll"], ["a    ", " b"], ["\ud83d", "\ude00"]):
+        got = list(tok.encode_iterable(pieces, disallowed_special=(), chunk_chars=1))
+        assert got == tok.encode("".join(pieces), disallowed_special=()), pieces
+
+
+@pytest.mark.parametrize("which", ["tok2", "tok4", "atoms2", "atoms4"])
+def test_encode_iterable_equals_encode_on_random_cuts(which, request):
+    tok = request.getfixturevalue(which)
+    rng = random.Random(13)
+    for _ in range(300):
+        pieces, chunk_chars = _random_stream(rng), rng.choice([1, 2, 3, 5, 8, 13, 40, 1 << 16])
+        text = "".join(pieces)
+        for kw in ({"allowed_special": "all"}, {"allowed_special": {ENDOFTEXT}, "disallowed_special": ()},
+                   {"disallowed_special": ()}):
+            expected = tok.encode(text, **kw)
+            assert list(tok.encode_iterable(pieces, chunk_chars=chunk_chars, **kw)) == expected, (pieces, kw)
+            chunks = list(tok.encode_iterable_chunks(pieces, chunk_chars=chunk_chars, **kw))
+            assert [i for c in chunks for i in c] == expected
+        try:
+            expected = tok.encode(text)
+        except SpecialTokenError:  # the default refuses special tokens: the stream must too
+            with pytest.raises(SpecialTokenError):
+                list(tok.encode_iterable(pieces, chunk_chars=chunk_chars))
+        else:
+            assert list(tok.encode_iterable(pieces, chunk_chars=chunk_chars)) == expected
+
+
+@pytest.mark.parametrize("which", ["tok2", "tok4", "atoms2", "atoms4"])
+def test_encode_iterable_on_random_cuts_like_tiktoken(which, request):
+    tiktoken = pytest.importorskip("tiktoken")  # noqa: F841
+    tok = request.getfixturevalue(which)
+    enc = tok.to_tiktoken()
+    rng = random.Random(7)
+    for _ in range(100):
+        pieces = _random_stream(rng)
+        got = list(tok.encode_iterable(pieces, allowed_special="all", chunk_chars=rng.choice([1, 4, 16])))
+        assert got == enc.encode("".join(pieces), allowed_special="all"), pieces
+
+
+@pytest.mark.parametrize("which", ["tok2", "tok4"])
+def test_encode_iterable_on_lines_of_a_real_text(which, request, monkeypatch):
+    from minillm import bpe_fast
+
+    tok = request.getfixturevalue(which)
+    # stories, docs and code as lines (what the benchmark feeds it) or as big pieces (token
+    # files), non-ASCII here and there: buffers split in many chunks, ASCII ones by `re`
+    text = corpus_text() + "\n" + "\n".join(MULTILINGUAL)
+    lines = text.splitlines(keepends=True)
+    expected = tok.encode(text, disallowed_special=())
+    monkeypatch.setattr(bpe_fast, "ENCODE_CHUNK_CHARS", 200)
+    for chunk_chars in (64, 1000, 1 << 16):
+        assert list(tok.encode_iterable(lines, disallowed_special=(), chunk_chars=chunk_chars)) == expected
+    big = [text[i:i + 25_000] for i in range(0, len(text), 25_000)]
+    assert list(tok.encode_iterable(big, disallowed_special=(), chunk_chars=1000)) == expected
+
+
+@pytest.mark.parametrize("pattern", [r"\s+|\S+", r"\w+|[^\w\s]+"])  # tiles the text; skips whitespace
+def test_encode_iterable_custom_patterns(pattern):
+    tok = Tokenizer.train(corpus_text()[:20_000], 300, pattern=pattern)
+    rng = random.Random(3)
+    for _ in range(100):
+        pieces = _random_stream(rng)
+        assert list(tok.encode_iterable(pieces, allowed_special="all", chunk_chars=rng.choice([1, 5, 50]))) == \
+            tok.encode("".join(pieces), allowed_special="all"), pieces
 
 
 def _write_generated_file(path, n_bytes: int) -> None:
