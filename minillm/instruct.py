@@ -191,14 +191,19 @@ class SFTConfig:
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, mps or auto"})
 
 
-def sft_examples(tokenizer, cfg: SFTConfig, block_size: int, template: ChatTemplate = ChatTemplate()):
-    """Rendered (ids, mask) pairs of the training stories (seen phrasings), those that fit the context."""
+def sft_items(cfg: SFTConfig) -> list[dict]:
+    """The training QA items: the first `cfg.stories` training stories, seen phrasings, `cfg.kinds`."""
     stories = world.load_split("train").splitlines()[:cfg.stories]
     kinds = [k.strip() for k in cfg.kinds.split(",") if k.strip()] or None
     unknown = sorted(set(kinds or []) - set(tasks.QUESTION_KINDS))
     if unknown:
         raise MiniLLMError(f"unknown question kind(s) {unknown}: choose from {', '.join(tasks.QUESTION_KINDS)}")
-    items = instruction_items(stories, "seen", kinds=kinds, seed=cfg.seed)
+    return instruction_items(stories, "seen", kinds=kinds, seed=cfg.seed)
+
+
+def sft_examples(tokenizer, cfg: SFTConfig, block_size: int, template: ChatTemplate = ChatTemplate()):
+    """Rendered (ids, mask) pairs of the training items (`sft_items`), those that fit the context."""
+    items = sft_items(cfg)
     rendered = [render_chat(qa_conversation(it), tokenizer, template, cfg.train_on_prompt) for it in items]
     return [r for r in rendered if len(r[0]) <= block_size + 1]  # +1: inputs are ids[:-1]
 

@@ -428,16 +428,14 @@ def test_the_pretraining_recipe_reproduces_the_shipped_pretrained_model(tmp_path
     assert abs(ours - theirs) < 0.002, (ours, theirs)
 
 
-def test_sft_examples_can_be_limited_to_some_question_kinds():
-    model, tok = instruct.load_shipped("pretrained")
-    model, tok = sft.add_chat_tokens(model, tok)
-    cfg = instruct.SFTConfig(stories=20, kinds="place, colour")
-    examples = instruct.sft_examples(tok, cfg, model.config.block_size)
-    assistant = tok.encode("<|assistant|>", allowed_special="all")[0]
-    answers = {tok.decode(ids[ids.index(assistant) + 1:]).replace("<|end|>", "").strip() for ids, _ in examples}
-    colours = {s.facts["colour"] for s in map(world.story_from_text, world.load_split("train").splitlines()[:20])}
-    # every answer is a place ("near the ...") or one of the stories' colours, and both kinds occur
-    assert all(a.startswith("near the ") or a in colours for a in answers)
-    assert any(a.startswith("near the ") for a in answers) and answers & colours
+def test_sft_items_can_be_limited_to_some_question_kinds():
+    items = instruct.sft_items(instruct.SFTConfig(stories=20, kinds="place, colour"))
+    assert sorted({it["kind"] for it in items}) == ["colour", "place"] and len(items) == 40
+    for it in items:   # the answers are the world's: the story's colour, or a place
+        if it["kind"] == "colour":
+            assert it["answer"] == world.story_from_text(it["story"]).facts["colour"]
+        else:
+            assert it["answer"].startswith("near the ")
+    assert len(instruct.sft_items(instruct.SFTConfig(stories=20))) == 20 * len(tasks.QUESTION_KINDS)
     with pytest.raises(MiniLLMError, match="unknown question kind"):
-        instruct.sft_examples(tok, instruct.SFTConfig(stories=5, kinds="place,nope"), model.config.block_size)
+        instruct.sft_items(instruct.SFTConfig(stories=5, kinds="place,nope"))
