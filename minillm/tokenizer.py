@@ -264,14 +264,22 @@ class Tokenizer:
         >>> list(tok.encode_iterable(["aaab", "daaa", "bac"], chunk_chars=2))
         [258, 100, 258, 97, 99]
         """
-        # each buffer's ids, flattened in C (faster than yielding ids, or flattening pieces lazily)
-        return chain.from_iterable(self.encode_iterable_chunks(lines, allowed_special, disallowed_special, chunk_chars))
+        # flattened in C: buffers -> each pre-token's cached id list -> ids (no list per buffer)
+        groups = self._stream(lines, allowed_special, disallowed_special, chunk_chars)
+        return chain.from_iterable(chain.from_iterable(groups))
 
     def encode_iterable_chunks(self, lines: Iterable[str], allowed_special: Allowed = "none",
                                disallowed_special: Literal["all"] | Iterable[str] = "all",
                                chunk_chars: int = 1 << 16) -> Iterator[list[int]]:
-        """`encode_iterable`'s ids, one list per buffer (what a token-file writer wants); only the
-        cut (`bpe_fast.stream_cut`) is the stream's own: the rest is `encode`'s split and cache."""
+        """`encode_iterable`'s ids, one list per buffer (what a token-file writer wants)."""
+        return (list(chain.from_iterable(group)) for group in
+                self._stream(lines, allowed_special, disallowed_special, chunk_chars))
+
+    def _stream(self, lines: Iterable[str], allowed_special: Allowed, disallowed_special,
+                chunk_chars: int) -> Iterator[Iterable[list[int]]]:
+        """Per buffer, the id lists of its pre-tokens, looked up in the cache as they are
+        consumed; only the cut (`bpe_fast.stream_cut`) is the stream's own, the rest is
+        `encode`'s split, cache and merge loop."""
         allowed, disallowed = self._special_sets(allowed_special, disallowed_special)
         allowed_re, disallowed_re = special_regex(allowed), special_regex(disallowed)
         hold = max((len(s) for s in allowed | disallowed), default=1) - 1
@@ -290,13 +298,12 @@ class Tokenizer:
             if disallowed_re is not None:
                 _check_disallowed(buf, disallowed_re)
             head, pieces, cut = bpe_fast.stream_cut(self._split, buf, allowed_re, prefixes, hold, self._findall)
-            ids = self._encode_allowed(buf[:head], allowed_re) if head else []
-            ids.extend(chain.from_iterable(map(self._cache.__getitem__, pieces)))
-            yield ids
+            lists = map(self._cache.__getitem__, pieces)
+            yield chain((self._encode_allowed(buf[:head], allowed_re),), lists) if head else lists
             pending = [buf[cut:] + carry]
             size = len(pending[0])
             wait_for = max(chunk_chars, 2 * size)  # a long pre-token still waiting: rescan it rarely
-        yield self.encode("".join(pending), allowed, disallowed)
+        yield (self.encode("".join(pending), allowed, disallowed),)
 
     # --- decoding ----------------------------------------------------------------
 
