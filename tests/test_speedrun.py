@@ -157,3 +157,19 @@ def test_no_post_training_flag_skips_the_stage(tmp_path):
         assert main(["speedrun", "--fast", "--out", str(out), "--steps", "2", "--no-progress",
                      "--no-post-training"]) == 0
     assert not (out / "sft").exists() and "post" not in json.loads((out / "speedrun.json").read_text())
+
+
+def test_speedrun_post_results_table_is_made_from_the_measured_rows():
+    from minillm import speedrun_post
+
+    row = lambda acc, bpb: dict(seen=dict(accuracy=acc, ci95=[acc / 2, min(1, acc * 2)], n=10, skipped=0,
+                                          by_kind={"place": acc}),
+                                unseen=dict(accuracy=0.0, ci95=[0, 0], n=0, skipped=5, by_kind={}),
+                                utility=acc - 1, bits_per_byte=bpb)
+    post = dict(rows={"pretrained": row(0.0, 0.18), "SFT": row(0.25, 0.92)},
+                runs={"SFT": dict(steps=600, seconds=187.0, trainable=515904, folder="runs/x/sft")})
+    table = speedrun_post.results_table(post).splitlines()
+    assert table[2].startswith("| pretrained, 0-shot | - | - | - |") and "| 0.1800 |" in table[2]
+    assert "| SFT (full fine-tuning) | 515,904 | 600 | 187 s | 0.250 [0.12, 0.50] | none fits | -0.75 |" in table[3]
+    text = speedrun_post.post_section(post, None)
+    assert "place 0.25" in text and "minillm chat --checkpoint runs/x/sft" in text and "Leaderboard" not in text
