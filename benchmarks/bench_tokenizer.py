@@ -12,7 +12,8 @@ round), and the machine's load average before and after:
 * encoding: one string (cold and warm pre-token cache), a batch of lines (our
   processes against tiktoken's and HF's threads), and our `encode_iterable` and
   `encode_iterable_chunks` (the path token files use) against one `encode`, with
-  their ratio.
+  their ratio, then those three again alone (no Rust threads between them), in
+  A B C / C B A order by turns.
 
 `--baseline PATH` adds the trainer and encoder of another minillm checkout (e.g.
 `git worktree add /tmp/old HEAD~1`) as "before". Corpora: `pydoc` (Python's own
@@ -250,6 +251,34 @@ def bench_encode(args) -> None:
     cpu_ratio = statistics.median(cpu[one]) / statistics.median(cpu[it])
     print(f"encode_iterable / encode speed, both cold: {speed[it] / speed[one]:.2f}x wall clock, "
           f"{cpu_ratio:.2f}x CPU time (one thread each: the neighbours' load counts less); same ids: {same}")
+    stream_pair(tok, text, lines, mb, 2 * args.rounds + 1)
+
+
+def stream_pair(tok, text: str, lines: list[str], mb: float, rounds: int) -> None:
+    """`encode` against the streaming encoders alone, cold, in A B C / C B A order by turns,
+    so that neither always follows the other (or a many-threaded Rust encoder)."""
+    timers = {
+        "encode(text)": lambda: tok.encode(text, disallowed_special=()),
+        "encode_iterable(lines)": lambda: list(tok.encode_iterable(lines, disallowed_special=())),
+    }
+    if hasattr(tok, "encode_iterable_chunks"):
+        timers["encode_iterable_chunks(lines)"] = lambda: list(tok.encode_iterable_chunks(lines, disallowed_special=()))
+    wall: dict[str, list[float]] = {k: [] for k in timers}
+    cpu: dict[str, list[float]] = {k: [] for k in timers}
+    for r in range(rounds):
+        for k in (list(timers) if r % 2 == 0 else list(timers)[::-1]):
+            tok._cache.clear()
+            c0, t0 = time.process_time(), time.perf_counter()
+            out = timers[k]()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+            del out
+    base_w, base_c = statistics.median(wall["encode(text)"]), statistics.median(cpu["encode(text)"])
+    rows = [(f"cold, alone, {rounds} rounds (medians)", "MB/s", "CPU MB/s", "speed / encode (wall)", "(CPU)")]
+    for k in timers:
+        w, c = statistics.median(wall[k]), statistics.median(cpu[k])
+        rows.append((k, f"{mb / w:.2f}", f"{mb / c:.2f}", f"{base_w / w:.2f}", f"{base_c / c:.2f}"))
+    table(rows)
 
 
 def main() -> None:

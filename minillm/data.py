@@ -119,19 +119,13 @@ def join_lines(lines: Iterable[str], chunk_chars: int) -> Iterator[str]:
 def _encode_stream(tokenizer, pieces: Iterator[str], allowed_special) -> Iterator[list[int]]:
     """Ids for a stream of text pieces, in lists.
 
-    A BPE tokenizer with `encode_iterable` (minillm.tokenizer.Tokenizer) gives exactly
-    the ids of encoding the whole text at once: it cuts only at pre-token boundaries.
-    A plain `encode(text)` tokenizer is called per piece (pieces are line-aligned).
+    A BPE tokenizer with `encode_iterable_chunks` (minillm.tokenizer.Tokenizer) gives
+    exactly the ids of encoding the whole text at once, one list per buffer: it cuts only
+    at pre-token boundaries. A plain `encode(text)` tokenizer is called per piece (pieces
+    are line-aligned).
     """
-    if hasattr(tokenizer, "encode_iterable"):
-        buf: list[int] = []
-        for i in tokenizer.encode_iterable(pieces, allowed_special=allowed_special):
-            buf.append(i)
-            if len(buf) >= 1 << 16:
-                yield buf
-                buf = []
-        if buf:
-            yield buf
+    if hasattr(tokenizer, "encode_iterable_chunks"):
+        yield from tokenizer.encode_iterable_chunks(pieces, allowed_special=allowed_special)
     else:
         for piece in pieces:
             yield tokenizer.encode(piece)

@@ -15,18 +15,24 @@ Real preference data is noisy and its true reward unknown. Here both are known:
   word to what it perceives (people tend to rate longer answers higher), the reward to
   hack in lesson 11.
 
+Pairs are stored as JSONL (`write_pairs` / `load_pairs`, checked line by line); the default
+set ships as `data/preferences/oracle_pairs.jsonl` (`SHIPPED_PAIRS`). On-policy pairs, two
+answers sampled from a model and labelled here, are `rollout.on_policy_pairs` (they need a model).
+
 Left out: AI labelers and judges (they are models, lessons 11-12), multi-turn answers.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from minillm import world, world_tasks as tasks
-from minillm.utils import MiniLLMError
+from minillm.utils import MiniLLMError, atomic_write_text, jsonl_objects
 
 STYLES = ("bare", "sentence", "padded")
 
@@ -179,8 +185,10 @@ class Labeler:
         """P(this labeler prefers answer a to answer b)."""
         if self.tau <= 0:
             raise MiniLLMError(f"the labeler's temperature tau must be positive, got {self.tau}")
-        gap = self.perceived(story_text, question, a) - self.perceived(story_text, question, b)
-        return 1.0 / (1.0 + math.exp(-gap / self.tau))
+        z = (self.perceived(story_text, question, a) - self.perceived(story_text, question, b)) / self.tau
+        if z >= 0:                     # the two halves of a sigmoid that cannot overflow (a small tau)
+            return 1.0 / (1.0 + math.exp(-z))
+        return math.exp(z) / (1.0 + math.exp(z))
 
 
 HUMAN = Labeler()
@@ -214,4 +222,39 @@ def preference_pairs(n: int, seed: int = 0, split: str = "prefs", labeler: Label
         chosen, rejected, p_chosen = (a, b, p) if rng.random() < p else (b, a, 1 - p)
         rows.append(dict(story=item["story"], question=item["question"], kind=item["kind"],
                          chosen=chosen, rejected=rejected, p_chosen=p_chosen))
+    return rows
+
+
+# ---------------------------------------------------------------------------------
+# Files: one pair per JSON line
+# ---------------------------------------------------------------------------------
+
+PAIR_FIELDS = ("story", "question", "chosen", "rejected")
+SHIPPED_PAIRS = Path(__file__).resolve().parent.parent / "data" / "preferences" / "oracle_pairs.jsonl"
+
+
+def write_pairs(path, rows: list[dict]) -> Path:
+    """Pairs -> JSONL, one object per line with sorted keys (what `load_pairs` reads back)."""
+    return atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def load_pairs(path) -> list[dict]:
+    """A JSONL file of pairs, each with non-empty string fields story, question, chosen, rejected.
+    Missing, empty or malformed files and rows are one clear error naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise MiniLLMError(f"no preference file at {path} (write one: minillm dpo --write-pairs {path})")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise MiniLLMError(f"{path} is not UTF-8 text (a JSONL file of preference pairs)") from None
+    rows = []
+    for n, row in jsonl_objects(text, path):
+        bad = [k for k in PAIR_FIELDS if not (isinstance(row.get(k), str) and row[k].strip())]
+        if bad:
+            raise MiniLLMError(f"{path}:{n}: a pair needs non-empty text fields {', '.join(PAIR_FIELDS)}; "
+                               f"missing or empty: {', '.join(bad)}")
+        rows.append(row)
+    if not rows:
+        raise MiniLLMError(f"{path} has no preference pairs")
     return rows

@@ -215,7 +215,11 @@ def rl_train(policy: nn.Module, tokenizer, items: list[dict], reward: ro.RewardF
     -> {model, history (one record of rollout statistics per step), seconds, steps, stopped
     (None, or why the KL early stop fired: `policy` then holds the weights that overshot, the
     run folder the last good checkpoint), checkpoint, reference}. A bad reward raises."""
+    if not any(p.requires_grad for p in policy.parameters()):
+        raise MiniLLMError("the policy has no trainable parameter (is it a frozen reference, or a copy of one?)")
     reference = reference if reference is not None else copy.deepcopy(policy)
+    if reference is policy:
+        raise MiniLLMError("the reference must be a separate copy of the policy (rl_train freezes it)")
     reference.eval().requires_grad_(False)
     stats, trace = {}, []
 
@@ -284,18 +288,30 @@ def make_reward(spec: str, reference: nn.Module, tokenizer) -> ro.RewardFn:
 
 
 def rm_reward(path: str) -> ro.RewardFn:
-    """Lesson 10's learned reward model as reward(items, answers) (its own tokenizer)."""
+    """Lesson 10's learned reward model saved in `path` as reward(items, answers) (its own tokenizer)."""
     from minillm import reward as rm_lib    # (deferred: only rm:PATH runs need lesson 10's module)
     from minillm.tokenizer import Tokenizer
-    rm, tok = rm_lib.load_reward_model(path), Tokenizer.load(f"{path}/tokenizer.json")
+    return model_reward(rm_lib.load_reward_model(path), Tokenizer.load(f"{path}/tokenizer.json"))
+
+
+def model_reward(rm: nn.Module, tok) -> ro.RewardFn:
+    """A reward model as reward(items, answers). An empty answer has no tokens to score: it gets
+    the lowest score of the batch's other answers (never better than saying something)."""
+    from minillm import reward as rm_lib    # (deferred: only learned rewards need lesson 10's module)
 
     def reward(items: list[dict], answers: list[str]) -> torch.Tensor:
-        pairs = [dict(it, chosen=a, rejected=a) for it, a in zip(items, answers)]
+        said = [i for i, a in enumerate(answers) if a.strip()]
+        pairs = [dict(items[i], chosen=answers[i], rejected=answers[i]) for i in said]
+        out = torch.zeros(len(answers))
+        if not said:
+            return out
         with torch.no_grad():
             r, _, keep = rm_lib.score_pairs(rm, tok, pairs)
-        if len(keep) != len(answers):
-            raise MiniLLMError(f"{len(answers) - len(keep)} answers do not fit the reward model's context")
-        return r
+        if len(keep) != len(said):
+            raise MiniLLMError(f"{len(said) - len(keep)} answers do not fit the reward model's context")
+        out[:] = float(r.min())
+        out[torch.tensor(said)] = r.float()
+        return out
     reward.model = rm   # counted among the models held
     return reward
 

@@ -12,7 +12,9 @@ What it builds:
   `utility_reward`: `preferences.utility` or a labeler's perceived utility, e.g. the
   length-biased one to hack) and an AI labeler for RLAIF (`AILabeler`: the SFT model asked
   which of two answers is right, or scoring one by its own likelihood), with
-  `labeler_agreement` against the oracle on held-out pairs.
+  `labeler_agreement` against the oracle on held-out pairs;
+- `on_policy_pairs`: preference data from the model itself — two sampled answers per
+  question, labelled by the simulated labeler (lesson 10's on-policy pairs).
 
 Left out: the optimisation loop (`minillm/rlhf_loop.py`), learned reward models (lesson
 10's `minillm/reward.py` plugs in as a callable).
@@ -20,6 +22,7 @@ Left out: the optimisation loop (`minillm/rlhf_loop.py`), learned reward models 
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Callable
 
@@ -107,6 +110,35 @@ def rollout(policy: nn.Module, reference: nn.Module, prompts: list[list[int]], m
         ref_logp = completion_logprobs(reference, ids, labels).cpu()
     return Rollout(ids, labels, labels != IGNORE, logp, ref_logp, completions,
                    [hit is not None for _, hit in out], group_size)
+
+
+def on_policy_pairs(model: nn.Module, tokenizer, items: list[dict], labeler: preferences.Labeler = preferences.HUMAN,
+                    max_new_tokens: int = 16, temperature: float = 1.0, seed: int = 0) -> tuple[list[dict], dict]:
+    """On-policy preference data: two answers sampled from `model` per QA item, labelled by
+    the simulated `labeler` -> (pairs as `preferences.preference_pairs` writes them, counts).
+
+    Prompts without room for `max_new_tokens`, items whose two samples are the same text (no
+    preference to learn) and those with an empty sample are left out and counted:
+    {too_long, identical, empty}."""
+    stop, T = stop_id(tokenizer), model.config.block_size
+    prompts = chat_prompts(items, tokenizer)
+    fit = [i for i, p in enumerate(prompts) if len(p) + max_new_tokens <= T]
+    if not fit:
+        raise MiniLLMError(f"no prompt leaves room for {max_new_tokens} new tokens in the context of {T}")
+    r = rollout(model, model, [prompts[i] for i in fit], max_new_tokens, stop=stop, group_size=2,
+                temperature=temperature, seed=seed)
+    answers = answer_texts(tokenizer, r.completions, stop)
+    rng, pairs, skipped = random.Random(f"on-policy-pairs/{seed}"), [], dict(identical=0, empty=0)
+    for k, i in enumerate(fit):
+        it, a, b = items[i], answers[2 * k], answers[2 * k + 1]
+        if not a or not b or a == b:
+            skipped["empty" if not a or not b else "identical"] += 1
+            continue
+        p = labeler.p_prefers(it["story"], it["question"], a, b)
+        chosen, rejected, p_chosen = (a, b, p) if rng.random() < p else (b, a, 1 - p)
+        pairs.append(dict(story=it["story"], question=it["question"], kind=it["kind"], chosen=chosen,
+                          rejected=rejected, p_chosen=p_chosen))
+    return pairs, dict(too_long=len(items) - len(fit), **skipped)
 
 
 def answer_texts(tokenizer, completions: list[list[int]], stop: int) -> list[str]:

@@ -34,6 +34,7 @@ from minillm.utils import MiniLLMError
 
 Allowed = Literal["none", "all"] | set[str]
 BATCH_CHARS_PER_PROCESS = 1 << 20  # encode_batch starts processes only for batches at least this big
+STREAM_CHARS = 1 << 20  # encode_iterable's buffer: per-buffer work (join, cut) is paid once a megabyte
 
 
 class SpecialTokenError(MiniLLMError, ValueError):
@@ -249,7 +250,7 @@ class Tokenizer:
 
     def encode_iterable(self, lines: Iterable[str], allowed_special: Allowed = "none",
                         disallowed_special: Literal["all"] | Iterable[str] = "all",
-                        chunk_chars: int = 1 << 16) -> Iterator[int]:
+                        chunk_chars: int = STREAM_CHARS) -> Iterator[int]:
         """Encode a stream of strings (e.g. an open text file) lazily, with the same ids
         as `encode("".join(lines))`, holding about `chunk_chars` characters at a time.
 
@@ -258,32 +259,30 @@ class Tokenizer:
         inside a possible special token, and never between the halves of a
         surrogate pair. Text just before a possible special token is split as if it
         ended there (it does, if the token completes). One pre-token longer than the
-        buffer is kept whole. Tested for the GPT-2 and GPT-4 patterns.
+        buffer is kept whole. Tested for the GPT-2 and GPT-4 patterns. The ids come
+        from `encode_iterable_chunks`' lists, flattened in C.
 
         >>> tok = Tokenizer.train("aaabdaaabac", vocab_size=260)
         >>> list(tok.encode_iterable(["aaab", "daaa", "bac"], chunk_chars=2))
         [258, 100, 258, 97, 99]
         """
-        # flattened in C: buffers -> each pre-token's cached id list -> ids (no list per buffer)
-        groups = self._stream(lines, allowed_special, disallowed_special, chunk_chars)
-        return chain.from_iterable(chain.from_iterable(groups))
+        return chain.from_iterable(self.encode_iterable_chunks(lines, allowed_special, disallowed_special,
+                                                               chunk_chars))
 
     def encode_iterable_chunks(self, lines: Iterable[str], allowed_special: Allowed = "none",
                                disallowed_special: Literal["all"] | Iterable[str] = "all",
-                               chunk_chars: int = 1 << 16) -> Iterator[list[int]]:
-        """`encode_iterable`'s ids, one list per buffer (what a token-file writer wants)."""
-        return (list(chain.from_iterable(group)) for group in
-                self._stream(lines, allowed_special, disallowed_special, chunk_chars))
+                               chunk_chars: int = STREAM_CHARS) -> Iterator[list[int]]:
+        """`encode_iterable`'s ids, one list per buffer (what a token-file writer wants).
 
-    def _stream(self, lines: Iterable[str], allowed_special: Allowed, disallowed_special,
-                chunk_chars: int) -> Iterator[Iterable[list[int]]]:
-        """Per buffer, the id lists of its pre-tokens, looked up in the cache as they are
-        consumed; only the cut (`bpe_fast.stream_cut`) is the stream's own, the rest is
-        `encode`'s split, cache and merge loop."""
+        Each buffer goes through `encode`'s own code: the split (`_findall`, run once
+        by `bpe_fast.stream_cut`, which only decides where to cut), the pre-token cache
+        and the merge loop; only the buffer's cut and its tail are the stream's own.
+        """
         allowed, disallowed = self._special_sets(allowed_special, disallowed_special)
         allowed_re, disallowed_re = special_regex(allowed), special_regex(disallowed)
         hold = max((len(s) for s in allowed | disallowed), default=1) - 1
         prefixes = {s[:k] for s in allowed for k in range(1, len(s))}  # a special token may start with these
+        lookup = self._cache.__getitem__
         pending: list[str] = []
         size, wait_for = 0, chunk_chars
         for piece in lines:
@@ -298,12 +297,13 @@ class Tokenizer:
             if disallowed_re is not None:
                 _check_disallowed(buf, disallowed_re)
             head, pieces, cut = bpe_fast.stream_cut(self._split, buf, allowed_re, prefixes, hold, self._findall)
-            lists = map(self._cache.__getitem__, pieces)
-            yield chain((self._encode_allowed(buf[:head], allowed_re),), lists) if head else lists
+            ids = self._encode_allowed(buf[:head], allowed_re) if head else []
+            ids.extend(chain.from_iterable(map(lookup, pieces)))  # as `_encode_long` does
+            yield ids
             pending = [buf[cut:] + carry]
             size = len(pending[0])
             wait_for = max(chunk_chars, 2 * size)  # a long pre-token still waiting: rescan it rarely
-        yield (self.encode("".join(pending), allowed, disallowed),)
+        yield self.encode("".join(pending), allowed, disallowed)
 
     # --- decoding ----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import random
 import shutil
@@ -147,3 +148,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
             f.write(text)
 
     return atomic_write(path, write)
+
+
+def jsonl_objects(text: str, where) -> list[tuple[int, dict]]:
+    """Each non-blank line of JSONL `text` as (line number, object). A line that is not a JSON
+    object is one clear error naming `where` and the line."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise MiniLLMError(f"{where}:{n}: not a JSON line ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise MiniLLMError(f"{where}:{n}: every line must be a JSON object, got {type(obj).__name__}")
+        out.append((n, obj))
+    return out

@@ -245,6 +245,14 @@ CASES = [
          "report plot folder"),
     case("datapipe report --run {f}/pipe --truth {f}/crawl/truth.jsonl.gz --plot /proc/x/f.png",
          "cannot write /proc/x/f.png", "report plot unwritable"),
+    # --- dpo / rm: preference files
+    case("dpo --pairs-file {o}/none.jsonl --out {o}/d", "no preference file at", "dpo pairs file missing"),
+    case("dpo --pairs-file {f}/empty.txt --out {o}/d", "has no preference pairs", "dpo pairs file empty"),
+    case("dpo --pairs-file {f}/bad.json --out {o}/d", ":1: not a JSON line", "dpo pairs file malformed"),
+    case("dpo --pairs-file {f}/bin.txt --out {o}/d", "is not UTF-8 text", "dpo pairs file binary"),
+    case("dpo --pairs-file {f}/shards_bad/a.jsonl --out {o}/d", ":1: not a JSON line", "dpo pairs file truncated line"),
+    case("dpo --write-pairs /proc/x/p.jsonl", "cannot write /proc/x/p.jsonl", "dpo write pairs unwritable"),
+    case("rm train --pairs-file {f}/empty.txt --out {o}/r", "has no preference pairs", "rm pairs file empty"),
     # --- assign (grading itself: tests/test_assign.py)
     case("assign list --root {f}/adir", "not a minillm checkout", "assign list root not a checkout"),
     case("assign list --root {f}/empty.txt", "not a minillm checkout", "assign list root is a file"),

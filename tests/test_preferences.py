@@ -123,3 +123,48 @@ def test_bad_input():
         P.read_answer(s.text, "Why is the sky blue?", "because")
     with pytest.raises(MiniLLMError, match="no pairs"):
         P.bayes_accuracy([])
+
+
+# ---------------------------------------------------------------------------------
+# Files: the shipped pairs and the JSONL reader
+# ---------------------------------------------------------------------------------
+
+def test_shipped_pairs_are_what_the_command_writes(tmp_path):
+    # `minillm dpo --write-pairs` (the default --pairs 1500, seed 0) remakes the shipped file byte for byte
+    from minillm.cli import main
+    assert main(["dpo", "--write-pairs", str(tmp_path / "p.jsonl")]) == 0
+    assert (tmp_path / "p.jsonl").read_bytes() == P.SHIPPED_PAIRS.read_bytes()
+    rows = P.load_pairs(P.SHIPPED_PAIRS)
+    assert rows == P.preference_pairs(1500, seed=0, split="dpo_train")     # read back exactly
+    assert all(0 < r["p_chosen"] < 1 and r["chosen"] != r["rejected"] for r in rows)
+
+
+def test_pairs_round_trip(tmp_path):
+    rows = P.preference_pairs(5, seed=3)
+    assert P.load_pairs(P.write_pairs(tmp_path / "x.jsonl", rows)) == rows
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "no preference file at"),
+    ("", "has no preference pairs"),
+    ("\n\n", "has no preference pairs"),
+    ('{"story": "s", "question": "q", "chosen": "a", "rejected": "b"}\n{oops\n', ":2: not a JSON line"),
+    ('[1, 2]\n', ":1: every line must be a JSON object, got list"),
+    ('{"story": "s", "question": "q", "chosen": "a"}\n', ":1: a pair needs non-empty text fields"),
+    ('{"story": "s", "question": "q", "chosen": " ", "rejected": "b"}\n', "missing or empty: chosen"),
+    ('{"story": "s", "question": 3, "chosen": "a", "rejected": "b"}\n', "missing or empty: question"),
+])
+def test_bad_pair_files_are_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "pairs.jsonl"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(MiniLLMError, match=message):
+        P.load_pairs(path)
+
+
+def test_a_nearly_consistent_labeler_does_not_overflow():
+    s = world.generate(1, seed=5)[0]
+    q, a, _ = tasks.question(s, "colour")
+    wrong = P.answer_in_style(s.text, q, "bare", correct=False)
+    sharp = P.Labeler(tau=1e-4)
+    assert sharp.p_prefers(s.text, q, a, wrong) == 1.0 and sharp.p_prefers(s.text, q, wrong, a) == 0.0

@@ -180,3 +180,28 @@ def test_a_learned_reward_model_plugs_in_as_rm_path(sft, tmp_path):
     short = [it for it, p in zip(items, ro.chat_prompts(items, tok)) if len(p) + 8 <= model.config.block_size][:3]
     r = reward(short, ["four", "near the lake", "a hen"][:len(short)])
     assert len(short) == 3 and torch.allclose(r, torch.full((3,), 0.25)) and L.models_held(model, reward.model)["models"] == 2
+
+
+def test_a_reward_model_scores_an_empty_answer_as_its_batchs_worst(sft):
+    rm_lib = pytest.importorskip("minillm.reward")
+    model, tok, items = sft
+    torch.manual_seed(0)
+    rm = rm_lib.RewardModel(copy.deepcopy(model))
+    torch.nn.init.normal_(rm.head.weight, std=0.5)            # scores that differ between answers
+    reward = L.model_reward(rm, tok)
+    short = [it for it, p in zip(items, ro.chat_prompts(items, tok)) if len(p) + 8 <= model.config.block_size][:3]
+    said = reward(short, ["four", "near the lake", "a hen"])
+    mixed = reward(short, ["four", "", "a hen"])
+    assert said[0] != said[2] and mixed[0] == said[0] and mixed[2] == said[2]   # each answer scored alone
+    assert mixed[1] == min(said[0], said[2])
+    assert torch.equal(reward(short[:1], [""]), torch.zeros(1))
+
+
+def test_a_frozen_policy_or_the_policy_as_its_own_reference_is_one_clear_error(sft):
+    model, tok, items = sft
+    frozen = copy.deepcopy(model).requires_grad_(False)    # e.g. a copy of a reference rl_train froze
+    with pytest.raises(MiniLLMError, match="no trainable parameter"):
+        L.rl_train(frozen, tok, items, first_word_reward, L.RLConfig(**SMALL), log=None)
+    policy = copy.deepcopy(model)
+    with pytest.raises(MiniLLMError, match="separate copy"):
+        L.rl_train(policy, tok, items, first_word_reward, L.RLConfig(**SMALL), reference=policy, log=None)

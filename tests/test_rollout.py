@@ -90,3 +90,31 @@ def test_ai_labeler_is_a_probability_and_order_consistent(sft, mode):
     pairs = preferences.preference_pairs(6, seed=0, split="prefs-heldout")
     agree = ro.labeler_agreement(lab, pairs)
     assert 0 <= agree["agreement"] <= 1 and agree["n"] <= 6
+
+
+def test_on_policy_pairs_are_the_models_samples_labelled_by_the_oracle(sft):
+    model, tok, _, _ = sft
+    items = tasks.qa_pairs(12, 0, "onpolicy-test")
+    pairs, skipped = ro.on_policy_pairs(model, tok, items, max_new_tokens=8, seed=4)
+    assert len(pairs) + sum(skipped.values()) == len(items) and pairs
+    again, _ = ro.on_policy_pairs(model, tok, items, max_new_tokens=8, seed=4)
+    assert again == pairs                                        # seeded
+    prompts = ro.chat_prompts(items, tok)
+    fit = [i for i, p in enumerate(prompts) if len(p) + 8 <= model.config.block_size]
+    r = ro.rollout(model, model, [prompts[i] for i in fit], 8, stop=ro.stop_id(tok), group_size=2, seed=4)
+    samples = ro.answer_texts(tok, r.completions, ro.stop_id(tok))   # the same draws, made directly
+    by_question = {items[i]["question"] + items[i]["story"]: {samples[2 * k], samples[2 * k + 1]}
+                   for k, i in enumerate(fit)}
+    for p in pairs:
+        assert {p["chosen"], p["rejected"]} == by_question[p["question"] + p["story"]]
+        assert p["p_chosen"] == pytest.approx(
+            preferences.HUMAN.p_prefers(p["story"], p["question"], p["chosen"], p["rejected"]))
+
+
+def test_on_policy_pairs_follow_a_consistent_labeler(sft):
+    model, tok, _, _ = sft
+    sharp = preferences.Labeler(tau=1e-3)                        # always picks the higher utility
+    pairs, _ = ro.on_policy_pairs(model, tok, tasks.qa_pairs(12, 0, "onpolicy-test"), sharp, max_new_tokens=8, seed=1)
+    for p in pairs:
+        assert preferences.utility(p["story"], p["question"], p["chosen"]) >= \
+            preferences.utility(p["story"], p["question"], p["rejected"])

@@ -439,3 +439,33 @@ def test_sft_items_can_be_limited_to_some_question_kinds():
     assert len(instruct.sft_items(instruct.SFTConfig(stories=20))) == 20 * len(tasks.QUESTION_KINDS)
     with pytest.raises(MiniLLMError, match="unknown question kind"):
         instruct.sft_items(instruct.SFTConfig(stories=5, kinds="place,nope"))
+
+
+def test_curriculum_stage_shares_and_bad_orders():
+    from minillm.sft_curriculum import curriculum_train, stage_examples
+
+    by_kind = {"place": ["p"] * 10, "colour": ["c"] * 10, "start": ["s"] * 10}
+    assert stage_examples(by_kind, ["place", "colour", "start"], 0, 0.8) == ["p"] * 10
+    two = stage_examples(by_kind, ["place", "colour", "start"], 1, 0.8)
+    assert two.count("c") == 40 and two.count("p") == 10          # the new kind: 80% of the draws
+    three = stage_examples(by_kind, ["place", "colour", "start"], 2, 0.5)
+    assert three.count("s") == 20 and three.count("p") == three.count("c") == 10
+    for order in ([], ["place", "place"], ["place", "nope"]):
+        with pytest.raises(MiniLLMError, match="distinct question kinds"):
+            curriculum_train(None, None, order, instruct.SFTConfig())
+    with pytest.raises(MiniLLMError, match="new_share must be between 0 and 1"):
+        curriculum_train(None, None, ["place"], instruct.SFTConfig(), new_share=1.0)
+
+
+@pytest.mark.slow   # through the chat template and the masked loss: lesson 08's exercises
+def test_the_curriculum_command_trains_each_stage_and_writes_its_records(tmp_path):
+    import json
+
+    from minillm.cli import main
+
+    out = tmp_path / "cur"
+    assert main(["sft", "--curriculum", "place,colour", "--steps", "2", "--batch-size", "4", "--stories", "20",
+                 "--compare-stories", "2", "--out", str(out)]) == 0
+    records = json.loads((out / "curriculum.json").read_text())
+    assert [r["kind"] for r in records] == ["place", "colour"] and all(0 <= r["seen"] <= 1 for r in records)
+    assert (out / "ckpt.pt").is_file() and (out / "tokenizer.json").is_file()

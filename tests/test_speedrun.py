@@ -139,7 +139,16 @@ def test_post_training_saves_a_chat_model_and_reports_it_before_what_to_do_next(
     assert (runs["SFT"]["steps"], runs["LoRA"]["steps"]) == (8, 4)
     assert runs["LoRA"]["trainable"] < runs["SFT"]["trainable"] / 5   # a few extra weights, not all of them
     assert "| LoRA r=8 (attention) |" in report and is_chat(open_run(out / "lora"))
-    assert set(m["arena"]["ratings"]) == {f"{out}:0shot", str(out / "sft"), str(out / "lora")}
+    assert runs["DPO"]["steps"] == 3 and runs["DPO"]["pairs"] > 0 and "| DPO from SFT (beta 0.1) |" in report
+    import torch
+
+    from minillm.instruct import load_shipped
+    (dpo_model, _), (sft_model, _) = load_shipped(str(out / "dpo")), load_shipped(str(out / "sft"))
+    moved = [k for k, v in dpo_model.state_dict().items() if not torch.equal(v, sft_model.state_dict()[k])]
+    assert moved and is_chat(open_run(out / "dpo"))   # DPO started from the SFT model and changed it
+    assert main(["chat", "--checkpoint", str(out / "dpo"), "--prompt", "Where did Iris live?", "--max-new-tokens",
+                 "4", "--temperature", "0"]) == 0   # `minillm chat` serves the DPO model
+    assert set(m["arena"]["ratings"]) == {f"{out}:0shot"} | {str(out / n) for n in ("sft", "lora", "dpo")}
 
 
 def test_append_section_keeps_what_to_do_next_last(tmp_path):

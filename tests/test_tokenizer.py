@@ -684,3 +684,15 @@ def test_training_on_lone_surrogates_learns_valid_utf8():
     assert any(b"\xef\xbf\xbd" in v for v in learned)
     assert all(b"\xed" not in v for v in learned)  # no bytes of an encoded surrogate (ED A0 80)
     assert tok.encode("x\ud800y") == tok.encode("x\ufffdy")
+
+
+def test_encode_iterable_default_buffer_over_a_megabyte_with_a_special_token_and_a_pair_at_the_cut(tok4):
+    from minillm.tokenizer import STREAM_CHARS
+
+    line = "the cat sat on the mat, didn't it? 42 times\n"
+    lines = [line] * (STREAM_CHARS // len(line)) + ["é <|endo", "ftext|> \ud83d", "\ude00 end\n"] + [line] * 500
+    chunks = list(tok4.encode_iterable_chunks(lines, allowed_special="all"))
+    assert len(chunks) >= 2  # the first buffer was cut
+    expected = tok4.encode("".join(lines), allowed_special="all")
+    assert [i for c in chunks for i in c] == expected
+    assert list(tok4.encode_iterable(lines, allowed_special="all")) == expected

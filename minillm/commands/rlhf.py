@@ -8,6 +8,8 @@
     minillm rlhf --reward rm:runs/rm --out runs/rlhf                  # lesson 10's reward model
     minillm rlhf --out runs/grpo --resume                             # continue where it stopped
     minillm rlhf --agreement 200                                      # the AI labeler vs the oracle
+    minillm rlhf --compare runs/rl-compare                            # SFT, DPO, RLHF, GRPO, RLAIF side by side
+    minillm rlhf --hacking runs/rl-hacking                            # PPO against a length-biased reward model
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-stories", type=int, default=20, help="held-out validation stories to measure on (6 questions each; 0: none)")
     parser.add_argument("--agreement", type=int, default=0, metavar="N",
                         help="instead: the AI labeler's agreement with the oracle on N held-out preference pairs")
+    parser.add_argument("--compare", default=None, metavar="DIR",
+                        help="instead: lesson 11's comparison (SFT, DPO, RLHF, GRPO, RLAIF; each in its own "
+                             "process), compare.json + table into DIR")
+    parser.add_argument("--hacking", default=None, metavar="DIR",
+                        help="instead: lesson 11's reward-hacking runs, hacking.json + hacking.png into DIR")
+    parser.add_argument("--kl-coefs", default="0,0.05,0.2", help="with --hacking: the KL coefficients to run")
     add_dataclass_arguments(parser, rlhf_loop.RLConfig)
 
 
@@ -39,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from minillm.config import dataclass_from_args
     from minillm.instruct import instruction_items, load_shipped
 
+    if args.compare or args.hacking:
+        return experiments(args)
     policy, tok = load_shipped(args.checkpoint)
     reference = copy.deepcopy(policy).eval()
     if args.agreement:
@@ -76,4 +86,31 @@ def agreement(model, tok, n: int) -> int:
         a = rollout.labeler_agreement(rollout.AILabeler(model, tok, mode=mode), pairs)
         print(f"AI labeler ({mode}): agrees with the oracle on {a['agreement']:.3f} of {a['n']} pairs "
               f"(the simulated human: {a['human_agreement']:.3f} in expectation)")
+    return 0
+
+
+def experiments(args: argparse.Namespace) -> int:
+    """--compare / --hacking: lesson 11's experiments (sizes from RLConfig's --steps, --lr, --max-new-tokens)."""
+    import json
+    from pathlib import Path
+
+    from minillm import rlhf_compare as C  # deferred: see add_arguments
+    from minillm.utils import atomic_write_text
+
+    out = Path(args.compare or args.hacking)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = C.CompareConfig(rl_steps=args.steps, lr=args.lr, max_new_tokens=args.max_new_tokens,
+                          eval_stories=args.eval_stories or C.CompareConfig.eval_stories, seed=args.seed)
+    if args.compare:
+        res = C.compare(cfg)
+        atomic_write_text(out / "compare.json", json.dumps(res, indent=1) + "\n")
+        print(C.compare_table(res))
+        print(f"wrote {out / 'compare.json'}")
+        return 0
+    betas = tuple(float(b) for b in args.kl_coefs.split(","))
+    res = C.reward_hacking(cfg, kl_coefs=betas, steps=args.steps, lr=args.lr)
+    atomic_write_text(out / "hacking.json", json.dumps(res, indent=1) + "\n")
+    C.plot_hacking(res).savefig(out / "hacking.png", dpi=110, bbox_inches="tight")
+    print(C.hacking_table(res))
+    print(f"wrote {out / 'hacking.json'} and {out / 'hacking.png'}")
     return 0

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labeler", choices=LABELERS, default="human",
                         help="who labels the pairs: the oracle person, or the length-biased one")
     parser.add_argument("--eval-pairs", type=int, default=600, help="eval: held-out pairs to score")
+    parser.add_argument("--pairs-file", default=None, metavar="JSONL",
+                        help="train: learn from these pairs ({story, question, chosen, rejected} per line) instead "
+                             "of --pairs offline pairs labelled by --labeler")
     add_dataclass_arguments(parser, reward.RMConfig)
 
 
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "train":
         cfg = dataclass_from_args(reward.RMConfig, args)
         body, tok = load_shipped(args.checkpoint)
-        pairs = preferences.preference_pairs(cfg.pairs, seed=cfg.seed, split="rm_train", labeler=labeler)
+        pairs = (preferences.load_pairs(args.pairs_file) if args.pairs_file else
+                 preferences.preference_pairs(cfg.pairs, seed=cfg.seed, split="rm_train", labeler=labeler))
         rm, info = reward.train_reward_model(body, tok, pairs, cfg, out_dir=out, resume=args.resume)
         reward.save_reward_model(out, rm, tok, dict(labeler=args.labeler, pairs_used=info["pairs_used"]))
         print(f"trained on {info['pairs_used']} of {info['pairs_given']} pairs (the rest do not fit the context) "

@@ -31,7 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-efficiency", default=None, metavar="DIR",
                         help="instead: the classification data-efficiency experiment on --checkpoint, into DIR "
                              "(data_efficiency.json and .png)")
-    parser.add_argument("--compare-stories", type=int, default=50, help="validation stories for --compare (6 questions each)")
+    parser.add_argument("--compare-stories", type=int, default=50, help="validation stories for --compare and --curriculum (6 questions each)")
+    parser.add_argument("--curriculum", default=None, metavar="KINDS",
+                        help="instead: one question kind per stage (comma-separated order), --steps each, the kinds "
+                             "already learnt replayed; the model into --out, curriculum.json beside it (lesson 08 §7b)")
+    parser.add_argument("--new-share", type=float, default=0.8,
+                        help="with --curriculum: the new kind's share of each batch's draws")
     add_dataclass_arguments(parser, instruct.SFTConfig)
 
 
@@ -61,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         res = instruct.icl_vs_sft(pre, pre_tok, sft_model, sft_tok, n_stories=args.compare_stories, log=print)
         print(instruct.icl_table(res))
         return 0
+    if args.curriculum:
+        return curriculum(pre, pre_tok, cfg, args)
     model, tok, seconds = instruct.sft_train(pre, pre_tok, cfg, out_dir=args.out, resume=args.resume)
     print(f"fine-tuned in {seconds:.0f} s; run folder {args.out}; chat with: minillm chat --checkpoint {args.out}")
     return 0
@@ -109,3 +116,22 @@ def pretrain_default(out, seed: int = 0, log=print):
     result = train(mcfg, tcfg, load_tokens(f"{out}/train.bin"), load_tokens(f"{out}/val.bin"), out_dir=out,
                    tokenizer=tok, log=log)
     return result.model.eval(), tok
+
+
+def curriculum(model, tok, cfg, args) -> int:
+    """--curriculum: `sft_curriculum.curriculum_train`, then the model and the per-stage records into --out."""
+    import json
+    from pathlib import Path
+
+    from minillm.instruct import save_small
+    from minillm.sft_curriculum import curriculum_train  # deferred: see add_arguments
+    from minillm.utils import atomic_write_text
+
+    order = [k.strip() for k in args.curriculum.split(",") if k.strip()]
+    model, tok, records = curriculum_train(model, tok, order, cfg, new_share=args.new_share,
+                                           eval_stories=args.compare_stories)
+    save_small(args.out, model, tok, dict(made_by="minillm sft --curriculum", order=order, new_share=args.new_share))
+    atomic_write_text(Path(args.out) / "curriculum.json", json.dumps(records, indent=1) + "\n")
+    print(f"stages: {len(records)}; final exact match {records[-1]['seen']:.3f} seen, {records[-1]['unseen']:.3f} "
+          f"unseen phrasings; model and curriculum.json in {args.out}")
+    return 0

@@ -109,23 +109,29 @@ def check_flags(args: argparse.Namespace) -> None:
 
 
 def post_train(out: Path, model, tok, metrics: dict, args: argparse.Namespace, t0: float) -> float:
-    """SFT + arena into OUT/sft, speedrun.json's "post" and the report's last section -> total seconds."""
+    """SFT, LoRA, DPO + arena into OUT/{sft,lora,dpo}, speedrun.json's "post" and the report's last section
+    -> total seconds."""
     from minillm.device import pick_device
     from minillm.speedrun import append_section
-    from minillm.speedrun_post import arena_stage, post_section, sft_stage
+    from minillm.speedrun_post import arena_stage, dpo_stage, post_section, sft_stage
     from minillm.utils import atomic_write_text
 
     preset = "fast" if args.fast else "default"
     t = time.time()
-    post = sft_stage(model, tok, out, preset, args.seed, str(pick_device(args.device)))
+    device = str(pick_device(args.device))
+    post = sft_stage(model, tok, out, preset, args.seed, device)
     metrics["timings"]["sft"] = time.time() - t
+    t = time.time()
+    d = dpo_stage(out, preset, args.seed, device)
+    post["rows"]["DPO"], post["runs"]["DPO"] = d["row"], d["run"]
+    metrics["timings"]["dpo"] = time.time() - t
     t = time.time()
     arena = arena_stage(out, preset, args.seed)
     metrics["timings"]["arena"] = time.time() - t
     metrics.update(post=post, arena=dict(ratings=arena["ratings"], battles=arena["battles"]),
                    total_seconds=time.time() - t0)
     atomic_write_text(out / "speedrun.json", json.dumps(metrics, indent=2) + "\n")
-    append_section(out, "Post-training: supervised fine-tuning and the arena", post_section(post, arena))
+    append_section(out, "Post-training: fine-tuning, DPO and the arena", post_section(post, arena))
     return metrics["total_seconds"]
 
 

@@ -35,7 +35,7 @@ from typing import Callable
 
 from minillm.datapipe import crawl, pipeline
 from minillm.datapipe.base import stage_stats
-from minillm.utils import MiniLLMError, atomic_write
+from minillm.utils import MiniLLMError, atomic_write, jsonl_objects
 
 
 @dataclasses.dataclass
@@ -91,14 +91,8 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         except (OSError, EOFError) as e:
             raise MiniLLMError(f"{path} is not a valid gzip file: {e}") from None
     docs = []
-    for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise MiniLLMError(f"{path}:{n}: not a JSON line ({e.msg})") from None
-        if not isinstance(doc, dict) or "id" not in doc:
+    for n, doc in jsonl_objects(raw.decode("utf-8", errors="replace"), path):
+        if "id" not in doc:
             raise MiniLLMError(f"{path}:{n}: every line must be a JSON object with an 'id'")
         docs.append(doc)
     return docs
