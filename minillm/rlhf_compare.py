@@ -269,7 +269,7 @@ def plot_hacking(res: dict, window: int = 5):
             ax.plot(smooth([t[key] for t in run["trace"]]), label=f"KL coef {run['kl_coef']}")
     for ax, title in zip(axes, ("learned reward (length-biased RM)", "oracle's true utility", "words per sample")):
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("PPO step")
+        ax.set_xlabel(f"PPO step (mean of the last {window})")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -244,6 +244,7 @@ def fit(model: nn.Module, cfg: TrainConfig, batches: Callable[[int], list], loss
                 state.tokens += n_tokens
                 meter.add(n_tokens)
                 do_eval = evaluate is not None and is_due(state.step, cfg.eval_every, stop)
+                rec = None
                 if do_eval or is_due(state.step, cfg.log_every, stop):
                     rec = dict(meter.record(state, lr, result, t_start), **scaler_record(rt))
                     if do_eval:
@@ -251,7 +252,7 @@ def fit(model: nn.Module, cfg: TrainConfig, batches: Callable[[int], list], loss
                         rec.update(evaluated[0])
                     state.record(rec)
                     bar.log(format_record(rec, floor_bits_per_byte))
-                bar.step(meter.last_rate)
+                bar.step(meter.last_rate if n_tokens else None, rec)   # no token count (RL): no tok/s
                 if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step != stop:
                     state.save(pending=True)
         finally:

@@ -76,10 +76,14 @@ class Progress:
         with self.bar.external_write_mode():   # clear the bar, print, redraw it below
             self._log(msg)
 
-    def step(self, tokens_per_s: float | None = None) -> None:
+    def step(self, tokens_per_s: float | None = None, record: dict | None = None) -> None:
+        """Advance one step; the postfix shows tok/s and, when this step's record has one, the live reward (RL)."""
         if self.bar is not None:
-            if tokens_per_s is not None:
-                self.bar.set_postfix_str(f"{tokens_per_s:,.0f} tok/s", refresh=False)
+            parts = [f"{tokens_per_s:,.0f} tok/s"] if tokens_per_s is not None else []
+            if record and isinstance(record.get("reward"), float):
+                parts.append(f"reward {record['reward']:.3f}")
+            if parts:
+                self.bar.set_postfix_str(" | ".join(parts), refresh=False)
             self.bar.update(1)
 
     def close(self) -> None:

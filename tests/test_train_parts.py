@@ -61,3 +61,22 @@ def test_ngram_lm_finds_reference_like_text_less_perplexing():
     ref = ["once upon a time there was a kind fox who lived near the river"] * 20
     model = modelfilter.NgramLM(ref)
     assert model.perplexity("once upon a time there was a kind fox") < model.perplexity("zq xv kk jj pp ww qq")
+
+
+def test_the_progress_bar_shows_tokens_per_second_or_the_live_reward():
+    from minillm.trainlog import Progress
+
+    class Bar:
+        postfix, n = None, 0
+
+        def set_postfix_str(self, text, refresh=False):
+            self.postfix = text
+
+        def update(self, k):
+            self.n += k
+    p = Progress(0, 3, False, print)
+    p.bar = Bar()
+    p.step(None, dict(reward=0.25, train_loss=1.0))       # an RL step: no token count, a reward
+    assert p.bar.postfix == "reward 0.250"
+    p.step(1234.0, None)
+    assert p.bar.postfix == "1,234 tok/s" and p.bar.n == 2

@@ -61,9 +61,7 @@ def run(args: argparse.Namespace) -> int:
         show("before", L.evaluate_policy(policy, tok, held, reference, cfg.max_new_tokens))
     res = L.rl_train(policy, tok, train, reward, cfg, reference=reference, out_dir=args.out, resume=args.resume,
                      checkpoint_every=args.checkpoint_every if args.out else 0, progress=True)
-    if res["stopped"]:
-        print(res["stopped"])
-    if held:
+    if held:   # (a KL early stop was printed by rl_train's log)
         show("after", L.evaluate_policy(policy, tok, held, reference, cfg.max_new_tokens))
     value = res["value_model"].value_head if res["value_model"] is not None else None
     held_models = L.models_held(policy, reference, getattr(reward, "model", None), value)
