@@ -34,7 +34,7 @@ from minillm.utils import MiniLLMError
 
 Allowed = Literal["none", "all"] | set[str]
 BATCH_CHARS_PER_PROCESS = 1 << 20  # encode_batch starts processes only for batches at least this big
-STREAM_CHARS = 1 << 20  # encode_iterable's buffer: per-buffer work (join, cut) is paid once a megabyte
+STREAM_CHARS = 1 << 18  # encode_iterable's buffer: per-buffer work (join, cut) paid once per 256K characters
 
 
 class SpecialTokenError(MiniLLMError, ValueError):
