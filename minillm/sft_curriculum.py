@@ -35,15 +35,20 @@ def stage_examples(by_kind: dict[str, list], order: list[str], k: int, new_share
 
 
 def curriculum_train(model, tok, order: list[str], cfg: SFTConfig, new_share: float = 0.8, eval_stories: int = 50,
-                     template: ChatTemplate = ChatTemplate(), log=print) -> tuple[object, object, list[dict]]:
-    """Fine-tune `model` kind by kind (cfg.steps per stage) -> (model, tokenizer, one record per stage:
-    {stage, kind, seconds, seen, unseen, seen_by_kind, unseen_by_kind})."""
+                     stage_steps: list[int] | None = None, template: ChatTemplate = ChatTemplate(),
+                     log=print) -> tuple[object, object, list[dict]]:
+    """Fine-tune `model` kind by kind (`stage_steps[k]` steps in stage k; default cfg.steps each) ->
+    (model, tokenizer, one record per stage: {stage, kind, steps, seconds, seen, unseen, seen_by_kind,
+    unseen_by_kind})."""
     unknown = sorted(set(order) - set(QUESTION_KINDS))
     if unknown or not order or len(set(order)) != len(order):
         raise MiniLLMError(f"the curriculum must name distinct question kinds from {', '.join(QUESTION_KINDS)}; "
                            f"got {','.join(order) or 'none'}")
     if not 0 < new_share < 1:
         raise MiniLLMError(f"new_share must be between 0 and 1 (the new kind's share of the draws), got {new_share}")
+    steps = list(stage_steps) if stage_steps else [cfg.steps] * len(order)
+    if len(steps) != len(order) or not all(isinstance(n, int) and n > 0 for n in steps):
+        raise MiniLLMError(f"give one positive step count per stage ({len(order)}), got {steps}")
     model, tok = add_chat_tokens(model, tok, template)
     T = model.config.block_size
     stories = world.load_split("train").splitlines()[:cfg.stories]
@@ -56,13 +61,13 @@ def curriculum_train(model, tok, order: list[str], cfg: SFTConfig, new_share: fl
     evals = {ph: instruction_items(val, ph, seed=1) for ph in ("seen", "unseen")}
     records, t0 = [], time.time()
     for k, kind in enumerate(order):
-        stage = dataclasses.replace(cfg, seed=cfg.seed + k)          # each stage draws its own batches
-        tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                           warmup_steps=min(cfg.warmup_steps, cfg.steps), eval_every=0,
-                           log_every=max(1, cfg.steps // 6), seed=stage.seed, device=cfg.device)
+        stage = dataclasses.replace(cfg, seed=cfg.seed + k, steps=steps[k])   # each stage draws its own batches
+        tcfg = TrainConfig(steps=stage.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                           warmup_steps=min(cfg.warmup_steps, stage.steps), eval_every=0,
+                           log_every=max(1, stage.steps // 6), seed=stage.seed, device=cfg.device)
         examples = stage_examples(by_kind, order, k, new_share)
         model = fit(model, tcfg, sft_batches(examples, stage, T), sft_loss_mean, log=log).model.eval()
-        rec = dict(stage=k, kind=kind, seconds=round(time.time() - t0))
+        rec = dict(stage=k, kind=kind, steps=steps[k], seconds=round(time.time() - t0))
         for ph, items in evals.items():
             r = qa_exact_match(model, tok, items)
             rec[ph], rec[ph + "_by_kind"] = r.accuracy, {kk: v[0] for kk, v in r.by_kind.items()}

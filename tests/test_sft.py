@@ -464,8 +464,9 @@ def test_the_curriculum_command_trains_each_stage_and_writes_its_records(tmp_pat
     from minillm.cli import main
 
     out = tmp_path / "cur"
-    assert main(["sft", "--curriculum", "place,colour", "--steps", "2", "--batch-size", "4", "--stories", "20",
+    assert main(["sft", "--curriculum", "place,colour", "--stage-steps", "2,3", "--batch-size", "4", "--stories", "20",
                  "--compare-stories", "2", "--out", str(out)]) == 0
     records = json.loads((out / "curriculum.json").read_text())
-    assert [r["kind"] for r in records] == ["place", "colour"] and all(0 <= r["seen"] <= 1 for r in records)
+    assert [(r["kind"], r["steps"]) for r in records] == [("place", 2), ("colour", 3)]
+    assert all(0 <= r["seen"] <= 1 for r in records)
     assert (out / "ckpt.pt").is_file() and (out / "tokenizer.json").is_file()

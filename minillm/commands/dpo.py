@@ -39,7 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import copy
     import json
-    from pathlib import Path
 
     from minillm import dpo, preferences  # deferred: see add_arguments
     from minillm.config import dataclass_from_args
@@ -48,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = dataclass_from_args(dpo.DPOConfig, args)
     if args.experiment:
-        out = Path(args.experiment)
-        out.mkdir(parents=True, exist_ok=True)
+        from minillm.runfolder import prepare_out_dir
+
+        out = prepare_out_dir(args.experiment)
         betas = tuple(float(b) for b in args.betas.split(","))
         res = dpo.experiment(betas=betas, steps=cfg.steps, n_pairs=cfg.pairs, lr=cfg.lr, checkpoint=args.checkpoint)
         atomic_write_text(out / "experiment.json", json.dumps(res, indent=1, default=str) + "\n")

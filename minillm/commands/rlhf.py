@@ -90,13 +90,18 @@ def agreement(model, tok, n: int) -> int:
 def experiments(args: argparse.Namespace) -> int:
     """--compare / --hacking: lesson 11's experiments (sizes from RLConfig's --steps, --lr, --max-new-tokens)."""
     import json
-    from pathlib import Path
 
     from minillm import rlhf_compare as C  # deferred: see add_arguments
-    from minillm.utils import atomic_write_text
+    from minillm.runfolder import prepare_out_dir
+    from minillm.utils import MiniLLMError, atomic_write_text
 
-    out = Path(args.compare or args.hacking)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        betas = tuple(float(b) for b in args.kl_coefs.split(","))
+    except ValueError:
+        raise MiniLLMError(f"--kl-coefs must be comma-separated numbers, got {args.kl_coefs!r}") from None
+    if not all(b >= 0 for b in betas):   # (nan fails too)
+        raise MiniLLMError(f"every KL coefficient must be >= 0, got {args.kl_coefs!r}")
+    out = prepare_out_dir(args.compare or args.hacking)   # before any compute: a bad folder is one error
     cfg = C.CompareConfig(rl_steps=args.steps, lr=args.lr, max_new_tokens=args.max_new_tokens,
                           eval_stories=args.eval_stories or C.CompareConfig.eval_stories, seed=args.seed)
     if args.compare:
@@ -105,7 +110,6 @@ def experiments(args: argparse.Namespace) -> int:
         print(C.compare_table(res))
         print(f"wrote {out / 'compare.json'}")
         return 0
-    betas = tuple(float(b) for b in args.kl_coefs.split(","))
     res = C.reward_hacking(cfg, kl_coefs=betas, steps=args.steps, lr=args.lr)
     atomic_write_text(out / "hacking.json", json.dumps(res, indent=1) + "\n")
     C.plot_hacking(res).savefig(out / "hacking.png", dpi=110, bbox_inches="tight")

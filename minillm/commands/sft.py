@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "already learnt replayed; the model into --out, curriculum.json beside it (lesson 08 §7b)")
     parser.add_argument("--new-share", type=float, default=0.8,
                         help="with --curriculum: the new kind's share of each batch's draws")
+    parser.add_argument("--stage-steps", default=None, metavar="N,N,...",
+                        help="with --curriculum: steps of each stage (default: --steps each)")
     add_dataclass_arguments(parser, instruct.SFTConfig)
 
 
@@ -127,9 +129,15 @@ def curriculum(model, tok, cfg, args) -> int:
     from minillm.sft_curriculum import curriculum_train  # deferred: see add_arguments
     from minillm.utils import atomic_write_text
 
+    from minillm.utils import MiniLLMError
+
     order = [k.strip() for k in args.curriculum.split(",") if k.strip()]
+    try:
+        steps = [int(n) for n in args.stage_steps.split(",")] if args.stage_steps else None
+    except ValueError:
+        raise MiniLLMError(f"--stage-steps must be comma-separated integers, got {args.stage_steps!r}") from None
     model, tok, records = curriculum_train(model, tok, order, cfg, new_share=args.new_share,
-                                           eval_stories=args.compare_stories)
+                                           eval_stories=args.compare_stories, stage_steps=steps)
     save_small(args.out, model, tok, dict(made_by="minillm sft --curriculum", order=order, new_share=args.new_share))
     atomic_write_text(Path(args.out) / "curriculum.json", json.dumps(records, indent=1) + "\n")
     print(f"stages: {len(records)}; final exact match {records[-1]['seen']:.3f} seen, {records[-1]['unseen']:.3f} "
