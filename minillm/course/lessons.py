@@ -39,7 +39,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("04", "Pretraining", "lessons/04-pretraining.md", "notebooks/04_pretraining.ipynb",
            ("minillm/data.py", "minillm/optim.py", "minillm/lm.py", "minillm/train.py", "minillm/runtime.py",
             "minillm/trainrun.py", "minillm/trainlog.py", "minillm/runfolder.py", "minillm/checkpoint.py"),
-           ("tests/test_data.py", "tests/test_train.py", "tests/test_runfolder.py")),
+           ("tests/test_data.py", "tests/test_train.py", "tests/test_runfolder.py", "tests/test_trainrun.py")),
     Lesson("05", "Evaluation: perplexity, bits per byte, few-shot", "lessons/05-evaluation.md",
            "notebooks/05_evaluation.ipynb", ("minillm/evaluate.py",), ("tests/test_evaluate.py",)),
     Lesson("06", "Scaling laws", "lessons/06-scaling-laws.md", "notebooks/06_scaling_laws.ipynb",
