@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from minillm import dpo, preferences as prefs, reward as rm_lib, rlhf_loop as L, rollout as ro, world
-from minillm.evaluate import score_text
 from minillm.instruct import instruction_items, load_shipped
 from minillm.utils import MiniLLMError
 
@@ -59,8 +58,7 @@ def held_out(cfg: CompareConfig) -> tuple[list[dict], str]:
 def measure(model, tok, reference, cfg: CompareConfig) -> dict:
     """`rlhf_loop.evaluate_policy` on the held-out questions plus validation bits/byte."""
     items, text = held_out(cfg)
-    out = L.evaluate_policy(model, tok, items, reference, cfg.max_new_tokens)
-    out["bits_per_byte"] = score_text(model, tok, text).bits_per_byte
+    out = L.evaluate_policy(model, tok, items, reference, cfg.max_new_tokens, bpb_text=text)
     out["answers"] = out["answers"][:6]
     return out
 
@@ -101,12 +99,16 @@ METHODS = ("SFT", "DPO", "RLHF", "GRPO-oracle", "RLAIF")
 
 
 def train_method(name: str, cfg: CompareConfig):
-    """Train one method from the shipped SFT model -> (policy, reference, info): info has seconds,
-    models (distinct models held while training) and, for RLHF/RLAIF, the reward model's evaluation."""
+    """Train one method from the shipped SFT model -> (policy, reference, tokenizer, info): info has
+    seconds, models (distinct models held while training) and, for RLHF/RLAIF, the reward model's
+    evaluation."""
+    if name not in METHODS:
+        raise MiniLLMError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     policy, tok = load_shipped("sft")
     reference = copy.deepcopy(policy).eval()
     t, info = time.time(), {}
-    rl = L.RLConfig(algo="ppo", steps=cfg.rl_steps, lr=cfg.lr, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    rl = L.RLConfig(algo="grpo" if name == "GRPO-oracle" else "ppo", steps=cfg.rl_steps, lr=cfg.lr,
+                    max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
     if name == "SFT":
         info["models"] = L.models_held(policy)
     elif name == "DPO":
@@ -114,23 +116,22 @@ def train_method(name: str, cfg: CompareConfig):
         res = dpo.dpo_train(policy, reference, tok, pairs, dpo.DPOConfig(steps=cfg.dpo_steps, seed=cfg.seed), log=None)
         info["models"] = dict(L.models_held(policy), note="reference log-probs precomputed")
         info["final_loss"] = res.history[-1]["train_loss"]
-    elif name in ("RLHF", "RLAIF"):
-        pairs = prefs.preference_pairs(cfg.rm_pairs, seed=cfg.seed, split="rm_train")
-        if name == "RLAIF":
-            ai = ai_labelled(pairs, ro.AILabeler(reference, tok), cfg.seed)
-            info["labels_agree_with_human_labels"] = sum(a["chosen"] == h["chosen"] for a, h in zip(ai, pairs)) / len(pairs)
-            pairs = ai
-        reward, info["reward_model"] = learned_reward(reference, tok, pairs, cfg)
-        res = L.rl_train(policy, tok, rl_items(cfg, tok, policy.config.block_size), reward, rl, reference=reference, log=None)
+    else:   # the RL methods
+        if name == "GRPO-oracle":
+            reward = ro.judge_reward
+        else:
+            pairs = prefs.preference_pairs(cfg.rm_pairs, seed=cfg.seed, split="rm_train")
+            if name == "RLAIF":
+                ai = ai_labelled(pairs, ro.AILabeler(reference, tok), cfg.seed)
+                info["labels_agree_with_human_labels"] = sum(a["chosen"] == h["chosen"]
+                                                             for a, h in zip(ai, pairs)) / len(pairs)
+                pairs = ai
+            reward, info["reward_model"] = learned_reward(reference, tok, pairs, cfg)
+        res = L.rl_train(policy, tok, rl_items(cfg, tok, policy.config.block_size), reward, rl, reference=reference,
+                         log=None)
+        value = res["value_model"].value_head if res["value_model"] is not None else None
         info.update(stopped=res["stopped"], history=res["history"],
-                    models=L.models_held(policy, reference, reward.model, res["value_model"].value_head))
-    elif name == "GRPO-oracle":
-        res = L.rl_train(policy, tok, rl_items(cfg, tok, policy.config.block_size), ro.judge_reward, L.RLConfig(
-            steps=cfg.rl_steps, lr=cfg.lr, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed),
-            reference=reference, log=None)
-        info.update(stopped=res["stopped"], history=res["history"], models=L.models_held(policy, reference))
-    else:
-        raise MiniLLMError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+                    models=L.models_held(policy, reference, getattr(reward, "model", None), value))
     info["seconds"] = time.time() - t
     return policy.eval(), reference, tok, info
 

@@ -249,9 +249,10 @@ def rl_train(policy: nn.Module, tokenizer, items: list[dict], reward: ro.RewardF
 
 @torch.no_grad()
 def evaluate_policy(model: nn.Module, tokenizer, items: list[dict], reference: nn.Module | None = None,
-                    max_new_tokens: int = 10, samples: int = 2, seed: int = 0) -> dict:
+                    max_new_tokens: int = 10, samples: int = 2, seed: int = 0, bpb_text: str | None = None) -> dict:
     """Greedy answers on `items` -> judge accuracy, true utility, length-biased perceived utility,
-    answer words; with `reference`: the mean KL(pi || ref) per completion on `samples` samples per prompt."""
+    answer words; with `reference`: the mean KL(pi || ref) per completion on `samples` samples per
+    prompt; with `bpb_text`: the model's bits/byte on it (forgetting)."""
     from minillm.preferences import LENGTH_BIASED   # (the oracle, only for measuring)
     stop = ro.stop_id(tokenizer)
     prompts = ro.chat_prompts(items, tokenizer)
@@ -267,6 +268,9 @@ def evaluate_policy(model: nn.Module, tokenizer, items: list[dict], reference: n
     if reference is not None:
         s = ro.rollout(model, reference, prompts, max_new_tokens, stop=stop, group_size=samples, seed=seed)
         out["kl"] = float(s.kl("k1").sum(-1).mean())
+    if bpb_text is not None:
+        from minillm.evaluate import score_text    # (deferred: only measurements of forgetting need it)
+        out["bits_per_byte"] = score_text(model, tokenizer, bpb_text).bits_per_byte
     return out
 
 
@@ -324,7 +328,6 @@ def experiment(reward_name: str = "oracle", cfg: RLConfig | None = None, eval_st
     reward_name: "oracle" (judge correctness), "utility" (true utility), "length" (the
     length-biased labeler's perceived utility: the reward to hack), "ai" (the SFT model's score)."""
     from minillm import world                     # (deferred: only the experiment reads the data)
-    from minillm.evaluate import score_text
     from minillm.instruct import instruction_items, load_shipped
     cfg = cfg or RLConfig()
     policy, tok = load_shipped("sft")
@@ -335,9 +338,7 @@ def experiment(reward_name: str = "oracle", cfg: RLConfig | None = None, eval_st
     text = "".join(s + "\n" for s in world.load_split("val").splitlines()[:bpb_stories])
 
     def measure(m: nn.Module) -> dict:
-        out = evaluate_policy(m, tok, held, reference, cfg.max_new_tokens)
-        out["bits_per_byte"] = score_text(m, tok, text).bits_per_byte
-        return out
+        return evaluate_policy(m, tok, held, reference, cfg.max_new_tokens, bpb_text=text)
     before = measure(policy)
     res = rl_train(policy, tok, train, reward, cfg, reference=reference, log=log)
     after = measure(policy)

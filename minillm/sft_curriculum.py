@@ -18,8 +18,8 @@ import dataclasses
 import time
 
 from minillm import world
-from minillm.instruct import SFTConfig, instruction_items, qa_conversation, qa_exact_match, sft_batches
-from minillm.sft import ChatTemplate, add_chat_tokens, render_chat, sft_loss_mean
+from minillm.instruct import SFTConfig, instruction_items, qa_exact_match, sft_batches, sft_examples
+from minillm.sft import ChatTemplate, add_chat_tokens, sft_loss_mean
 from minillm.train import TrainConfig, fit
 from minillm.utils import MiniLLMError
 from minillm.world_tasks import QUESTION_KINDS
@@ -51,12 +51,7 @@ def curriculum_train(model, tok, order: list[str], cfg: SFTConfig, new_share: fl
         raise MiniLLMError(f"give one positive step count per stage ({len(order)}), got {steps}")
     model, tok = add_chat_tokens(model, tok, template)
     T = model.config.block_size
-    stories = world.load_split("train").splitlines()[:cfg.stories]
-    by_kind = {}
-    for kind in order:
-        rendered = [render_chat(qa_conversation(it), tok, template, cfg.train_on_prompt)
-                    for it in instruction_items(stories, "seen", kinds=[kind], seed=cfg.seed)]
-        by_kind[kind] = [r for r in rendered if len(r[0]) <= T + 1]
+    by_kind = {kind: sft_examples(tok, dataclasses.replace(cfg, kinds=kind), T, template) for kind in order}
     val = world.load_split("val").splitlines()[:eval_stories]
     evals = {ph: instruction_items(val, ph, seed=1) for ph in ("seen", "unseen")}
     records, t0 = [], time.time()
